@@ -1,0 +1,72 @@
+"""nde_plugins: solver tableaux, noise diffusions, end-time samplers and step-statistic regularizers
+for neural ODEs/SDEs, registered as pluggy plugins and run inside torchdiffeq and torchsde.
+
+Importing the package makes every registered tableau usable as a method of plain
+``torchdiffeq.odeint`` / ``torchdiffeq.odeint_adjoint``; plugins themselves load on first use.
+"""
+
+__version__ = "0.1.0"
+
+from . import _torchdiffeq
+from .hookspecs import hookimpl, hookspec
+from .ode import MethodLike, odeint, parse_method_spec, resolve_method, torchdiffeq_method_names
+from .plugins import (
+    DISABLE_ENTRY_POINTS_ENV,
+    ENTRY_POINT_GROUP,
+    KINDS,
+    LoadError,
+    PluginConflictError,
+    PluginError,
+    PluginSource,
+    PluginWarning,
+    Registration,
+    Registry,
+    UnknownPluginNameError,
+    get_registry,
+    register_plugin,
+    unregister_plugin,
+)
+from .tableaux import Tableau, TableauError, TableauFamily
+
+
+def get_tableau(method: str, **params: float) -> Tableau:
+    """The registered tableau ``method`` (a spec ``"name:u=0.3"`` or a name plus ``params``)."""
+    name, spec_params = parse_method_spec(method)
+    entry = get_registry().get("tableau", name, extra_names=torchdiffeq_method_names())
+    merged = {**spec_params, **params}
+    if isinstance(entry, TableauFamily):
+        return entry.member(merged)
+    if merged:
+        raise TableauError(f"tableau {name!r} is not a family and takes no parameters; got {sorted(merged)}")
+    return entry
+
+
+_torchdiffeq.install()
+
+__all__ = [
+    "DISABLE_ENTRY_POINTS_ENV",
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "LoadError",
+    "MethodLike",
+    "PluginConflictError",
+    "PluginError",
+    "PluginSource",
+    "PluginWarning",
+    "Registration",
+    "Registry",
+    "Tableau",
+    "TableauError",
+    "TableauFamily",
+    "UnknownPluginNameError",
+    "get_registry",
+    "get_tableau",
+    "hookimpl",
+    "hookspec",
+    "odeint",
+    "parse_method_spec",
+    "register_plugin",
+    "resolve_method",
+    "torchdiffeq_method_names",
+    "unregister_plugin",
+]

@@ -1,0 +1,270 @@
+"""Everything that touches torchdiffeq's private names lives in this module (and only here).
+
+Names used, all present in torchdiffeq 0.2.4 and 0.2.5 (the tox matrix covers both):
+
+- ``torchdiffeq._impl.odeint.SOLVERS`` and ``torchdiffeq._impl.adjoint.SOLVERS``: the method table
+  (one dict object, imported into both modules). We replace it, in both places, by a dict
+  subclass holding the same built-in entries that also answers for registered tableaux.
+- ``rk_common._ButcherTableau``, ``rk_common._runge_kutta_step``,
+  ``rk_common.RKAdaptiveStepsizeODESolver``: an adaptive solver is a subclass that only sets the
+  class attributes ``order``, ``tableau`` and ``mid``, as torchdiffeq's own dopri5 does, so step
+  control, error ratio, interpolation, callbacks and events are torchdiffeq's.
+- ``solvers.FixedGridODESolver`` and ``misc.Perturb``: a fixed-grid solver implements only
+  ``_step_func`` with one ``_runge_kutta_step``; the grid loop and interpolation are torchdiffeq's.
+
+No integration loop is written here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torchdiffeq._impl.misc import Perturb
+from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau, _runge_kutta_step
+from torchdiffeq._impl.solvers import FixedGridODESolver
+
+from .tableaux import Tableau, TableauError, TableauFamily
+
+# torchdiffeq._impl re-exports functions named like these modules, so import the modules by path.
+_odeint_module = importlib.import_module("torchdiffeq._impl.odeint")
+_adjoint_module = importlib.import_module("torchdiffeq._impl.adjoint")
+
+# Options torchdiffeq's solver classes accept; anything else passed to a tableau solver is refused
+# (torchdiffeq itself only warns, which hides typos such as {"uu": 0.3}).
+ADAPTIVE_OPTIONS = frozenset(
+    {"norm", "min_step", "max_step", "first_step", "step_t", "jump_t", "safety", "ifactor", "dfactor",
+     "max_num_steps", "dtype"}
+)
+FIXED_GRID_OPTIONS = frozenset({"norm", "step_size", "grid_constructor", "interp", "perturb"})
+CALLBACKS = frozenset({"callback_step", "callback_accept_step", "callback_reject_step"})
+
+
+# ----------------------------------------------------------------------------------------------
+# Tableau -> torchdiffeq's _ButcherTableau
+
+
+def _butcher(tableau: Tableau, *, make_fsal: bool) -> tuple[_ButcherTableau, torch.Tensor | None]:
+    """torchdiffeq's representation (float64), and the dense-output midpoint weights.
+
+    With ``make_fsal`` a non-FSAL method gets an extra stage at c = 1 with row b, i.e. the
+    derivative at y1. The adaptive loop needs that derivative as the next step's first stage (the
+    trick torchdiffeq's adaptive_heun uses), so the extra evaluation replaces, not adds to, the
+    next step's first one.
+    """
+    c, rows, b = list(tableau.c), [list(r) for r in tableau.a], list(tableau.b)
+    b_hat = list(tableau.b_hat) if tableau.b_hat is not None else list(b)
+    b_mid = list(tableau.b_mid) if tableau.b_mid is not None else None
+    if make_fsal and not tableau.is_fsal:
+        c.append(1.0)
+        rows.append(list(b))
+        b, b_hat = b + [0.0], b_hat + [0.0]
+        b_mid = None if b_mid is None else b_mid + [0.0]
+    f64 = torch.float64
+    bt = _ButcherTableau(
+        alpha=torch.tensor(c[1:], dtype=f64),
+        beta=[torch.tensor(r, dtype=f64) for r in rows[1:]],
+        c_sol=torch.tensor(b, dtype=f64),
+        c_error=torch.tensor([x - y for x, y in zip(b, b_hat)], dtype=f64),
+    )
+    if not make_fsal:
+        return bt, None
+    if b_mid is None:
+        # Cubic Hermite midpoint from y0, y1, f0 = k_0 and f1 = k_last:
+        # y(1/2) = (y0 + y1)/2 + h/8 (f0 - f1), with y1 = y0 + h sum_i b_i k_i.
+        b_mid = [bi / 2 for bi in b]
+        b_mid[0] += 1 / 8
+        b_mid[-1] -= 1 / 8
+    return bt, torch.tensor(b_mid, dtype=f64)
+
+
+@lru_cache(maxsize=256)
+def adaptive_solver_class(tableau: Tableau) -> type:
+    """A torchdiffeq adaptive RK solver class for ``tableau`` (which must have ``b_hat``)."""
+    if tableau.b_hat is None:
+        raise TableauError(f"tableau {tableau.name!r} has no b_hat, so it cannot run adaptively")
+    bt, mid = _butcher(tableau, make_fsal=True)
+    return type(
+        f"{tableau.name}_AdaptiveSolver",
+        (RKAdaptiveStepsizeODESolver,),
+        {"order": tableau.order, "tableau": bt, "mid": mid, "nde_tableau": tableau, "__module__": __name__},
+    )
+
+
+@lru_cache(maxsize=256)
+def fixed_grid_solver_class(tableau: Tableau) -> type:
+    """A torchdiffeq fixed-grid solver class stepping with ``tableau``."""
+    bt, _ = _butcher(tableau, make_fsal=False)
+    return type(
+        f"{tableau.name}_FixedGridSolver",
+        (_TableauFixedGridSolver,),
+        {"order": tableau.order, "tableau": bt, "nde_tableau": tableau, "__module__": __name__},
+    )
+
+
+class _TableauFixedGridSolver(FixedGridODESolver):
+    """Fixed-grid stepping with a tableau: one ``_runge_kutta_step`` per grid interval."""
+
+    tableau: _ButcherTableau
+
+    def __init__(self, func, y0, **kwargs):
+        super().__init__(func, y0, **kwargs)
+        # Follow y0's dtype and device, as torchdiffeq's adaptive solvers do.
+        self._rk = _on(self.tableau, y0.dtype, y0.device)
+
+    def _step_func(self, func, t0, dt, t1, y0):
+        f0 = func(t0, y0, perturb=Perturb.NEXT if self.perturb else Perturb.NONE)
+        y1, _, _, _ = _runge_kutta_step(func, y0, f0, t0, dt, t1, self._rk)
+        return y1 - y0, f0
+
+
+def _on(bt: _ButcherTableau, dtype: torch.dtype, device: torch.device) -> _ButcherTableau:
+    return _ButcherTableau(
+        alpha=bt.alpha.to(device=device, dtype=dtype),
+        beta=[b.to(device=device, dtype=dtype) for b in bt.beta],
+        c_sol=bt.c_sol.to(device=device, dtype=dtype),
+        c_error=bt.c_error.to(device=device, dtype=dtype),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Solver entries in torchdiffeq's method table
+
+
+class TableauSolver:
+    """What torchdiffeq finds in ``SOLVERS`` for a registered tableau or family.
+
+    torchdiffeq calls ``SOLVERS[method](func=..., y0=..., rtol=..., atol=..., **options)``. This
+    takes the family parameters out of ``options``, builds (or fetches from cache) the member, and
+    instantiates the adaptive solver when the method has an embedded pair and no ``step_size`` /
+    ``grid_constructor`` was given, the fixed-grid solver otherwise.
+    """
+
+    def __init__(self, method: str, entry: Tableau | TableauFamily) -> None:
+        self.method = method
+        self.entry = entry
+
+    @staticmethod
+    def valid_callbacks() -> set[str]:
+        return set(CALLBACKS)
+
+    def tableau_for(self, options: dict[str, Any]) -> Tableau:
+        """The member selected by ``options`` (family parameters are removed from it)."""
+        if isinstance(self.entry, Tableau):
+            return self.entry
+        params = {name: options.pop(name) for name in self.entry.params if name in options}
+        return self.entry.member(params)
+
+    def __call__(self, func, y0, rtol, atol, **options):
+        tableau = self.tableau_for(options)
+        unknown = sorted(set(options) - ADAPTIVE_OPTIONS - FIXED_GRID_OPTIONS)
+        if unknown:
+            params = list(self.entry.params) if isinstance(self.entry, TableauFamily) else []
+            raise ValueError(
+                f"method {self.method!r} got unknown option(s) {unknown}; it takes the parameters {params} "
+                f"and torchdiffeq's solver options {sorted(ADAPTIVE_OPTIONS | FIXED_GRID_OPTIONS)}"
+            )
+        fixed = tableau.b_hat is None or "step_size" in options or "grid_constructor" in options
+        if fixed:
+            solver_class = fixed_grid_solver_class(tableau)
+            for name in ADAPTIVE_OPTIONS - {"norm"}:
+                if name in options:
+                    raise ValueError(
+                        f"method {self.method!r} runs on a fixed grid here ({_why_fixed(tableau, options)}), "
+                        f"so the adaptive option {name!r} would be ignored; drop it or use an adaptive setup"
+                    )
+        else:
+            solver_class = adaptive_solver_class(tableau)
+            for name in FIXED_GRID_OPTIONS - {"norm", "step_size", "grid_constructor"}:
+                if name in options:
+                    raise ValueError(
+                        f"method {self.method!r} runs adaptively, so the fixed-grid option {name!r} would be "
+                        "ignored; give step_size (or grid_constructor) to run on a fixed grid, or drop it"
+                    )
+        return solver_class(func=func, y0=y0, rtol=rtol, atol=atol, **options)
+
+    def __repr__(self) -> str:
+        return f"TableauSolver({self.method!r})"
+
+
+def _why_fixed(tableau: Tableau, options: dict[str, Any]) -> str:
+    if tableau.b_hat is None:
+        return f"tableau {tableau.name!r} has no embedded pair"
+    return "step_size given" if "step_size" in options else "grid_constructor given"
+
+
+@lru_cache(maxsize=None)
+def _solver_entry(method: str, entry: Tableau | TableauFamily) -> TableauSolver:
+    return TableauSolver(method, entry)
+
+
+class SolverTable(dict):
+    """torchdiffeq's ``SOLVERS`` dict, also answering for registered tableaux and families.
+
+    Built-in torchdiffeq entries are stored as usual; registered names are looked up in the plugin
+    registry on each access (so unregistering a plugin removes its methods) and never stored.
+    The first lookup of an unknown name is what loads the plugins: importing nde_plugins stays
+    cheap and a plugin module may itself import nde_plugins.
+    """
+
+    def __init__(self, builtin: dict) -> None:
+        super().__init__(builtin)
+        self.builtin_names = frozenset(builtin)
+        self.adhoc: dict[str, Tableau | TableauFamily] = {}
+
+    def _entry(self, key: Any) -> Tableau | TableauFamily | None:
+        if not isinstance(key, str):
+            return None
+        entry = self.adhoc.get(key)
+        if entry is None:
+            from .plugins import get_registry
+
+            reg = get_registry().find("tableau", key)
+            entry = None if reg is None else reg.obj
+        return entry
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or self._entry(key) is not None
+
+    def __getitem__(self, key: str):
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        entry = self._entry(key)
+        if entry is None:
+            raise KeyError(key)
+        return _solver_entry(key, entry)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def keys(self):  # used by torchdiffeq's "Invalid method" message
+        from .plugins import get_registry
+
+        return [*dict.keys(self), *get_registry().names("tableau")]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def add_adhoc(self, entry: Tableau | TableauFamily) -> str:
+        """Make an unregistered tableau or family usable by name; returns the private name."""
+        key = f"{entry.name}@{id(entry):x}" if isinstance(entry, TableauFamily) else f"{entry.name}@{hash(entry):x}"
+        self.adhoc.setdefault(key, entry)
+        return key
+
+
+def install() -> SolverTable:
+    """Put a ``SolverTable`` in place of torchdiffeq's ``SOLVERS`` (idempotent)."""
+    current = _odeint_module.SOLVERS
+    if not isinstance(current, SolverTable):
+        current = SolverTable(current)
+        _odeint_module.SOLVERS = current
+        _adjoint_module.SOLVERS = current
+    return current
+
+
+def torchdiffeq_method_names() -> frozenset[str]:
+    """torchdiffeq's own method names: reserved, no plugin may register them."""
+    return install().builtin_names

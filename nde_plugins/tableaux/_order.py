@@ -1,0 +1,136 @@
+"""Butcher order conditions, generated from rooted trees rather than listed by hand.
+
+A Runge-Kutta method has order p exactly when, for every rooted tree tau with at most p nodes,
+
+    sum_i b_i Phi_i(tau) = 1 / gamma(tau)
+
+where Phi_i is the elementary weight of stage i and gamma the tree's density. A tree is stored as
+the sorted tuple of its root's subtrees, so ``()`` is the single node and ``((),)`` the two-node
+chain; sorting makes every tree have exactly one spelling, which is what lets us enumerate them
+without duplicates. The number of trees per order (1, 1, 2, 4, 9, 20, 48, 115) is checked in the
+tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from math import prod
+
+Tree = tuple  # recursive: tuple[Tree, ...]
+
+
+def tree_order(tree: Tree) -> int:
+    """Number of nodes of ``tree``."""
+    return 1 + sum(tree_order(child) for child in tree)
+
+
+def tree_density(tree: Tree) -> int:
+    """gamma(tree): the order times the densities of the subtrees."""
+    return tree_order(tree) * prod(tree_density(child) for child in tree)
+
+
+def tree_to_str(tree: Tree) -> str:
+    """Bracket notation: ``t`` for the single node, ``[t, [t]]`` for a root with two subtrees."""
+    if not tree:
+        return "t"
+    return "[" + ", ".join(tree_to_str(child) for child in tree) + "]"
+
+
+@lru_cache(maxsize=None)
+def trees_of_order(order: int) -> tuple[Tree, ...]:
+    """All rooted trees with exactly ``order`` nodes, each once, in a fixed order."""
+    if order < 1:
+        raise ValueError(f"order must be >= 1, got {order}")
+    if order == 1:
+        return ((),)
+    forests = _forests(order - 1, max_child=None)
+    return tuple(sorted(set(forests), key=_sort_key))
+
+
+def _sort_key(tree: Tree) -> tuple:
+    return (tree_order(tree), tree_to_str(tree))
+
+
+def _forests(n_nodes: int, max_child: Tree | None) -> list[Tree]:
+    """Sorted multisets of trees with ``n_nodes`` nodes in all, each tree <= ``max_child``.
+
+    Bounding every later child by the previous one yields each multiset exactly once
+    (non-increasing sequences under one total order on trees).
+    """
+    if n_nodes == 0:
+        return [()]
+    result = []
+    for first_size in range(n_nodes, 0, -1):
+        for first in trees_of_order(first_size):
+            if max_child is not None and _sort_key(first) > _sort_key(max_child):
+                continue
+            for rest in _forests(n_nodes - first_size, first):
+                result.append((first, *rest))
+    return result
+
+
+def trees_up_to(order: int) -> tuple[Tree, ...]:
+    """All rooted trees with 1..``order`` nodes."""
+    return tuple(t for p in range(1, order + 1) for t in trees_of_order(p))
+
+
+def _stage_weights(tree: Tree, a: Sequence[Sequence[float]], cache: dict) -> list[float]:
+    """Phi_i(tree) for every stage i: the product over subtrees of (A Phi(subtree))_i."""
+    if tree in cache:
+        return cache[tree]
+    s = len(a)
+    weights = [1.0] * s
+    for child in tree:
+        child_w = _stage_weights(child, a, cache)
+        for i in range(s):
+            weights[i] *= sum(a[i][j] * child_w[j] for j in range(i))
+    cache[tree] = weights
+    return weights
+
+
+@dataclass(frozen=True)
+class OrderResidual:
+    """One order condition evaluated for a weight vector: ``value - target``."""
+
+    tree: Tree
+    order: int
+    value: float
+    target: float
+
+    @property
+    def residual(self) -> float:
+        return self.value - self.target
+
+    @property
+    def label(self) -> str:
+        return tree_to_str(self.tree)
+
+
+def order_residuals(
+    a: Sequence[Sequence[float]], weights: Sequence[float], max_order: int, theta: float = 1.0
+) -> list[OrderResidual]:
+    """Residuals of all order conditions up to ``max_order`` for the given stage ``weights``.
+
+    ``a`` is the full square (strictly lower triangular) matrix. With ``theta != 1`` the targets
+    are ``theta**order / gamma``: the conditions a continuous (dense-output) extension must meet
+    when ``weights`` are its weights at ``t0 + theta * h``.
+    """
+    cache: dict = {}
+    out = []
+    for tree in trees_up_to(max_order):
+        phi = _stage_weights(tree, a, cache)
+        p = tree_order(tree)
+        value = sum(w * f for w, f in zip(weights, phi))
+        out.append(OrderResidual(tree, p, value, theta**p / tree_density(tree)))
+    return out
+
+
+def achieved_order(a: Sequence[Sequence[float]], weights: Sequence[float], tol: float, limit: int = 8) -> int:
+    """Largest p <= ``limit`` such that every condition up to p holds within ``tol``."""
+    residuals = order_residuals(a, weights, limit)
+    for p in range(1, limit + 1):
+        if any(abs(r.residual) > tol for r in residuals if r.order == p):
+            return p - 1
+    return limit
