@@ -1,0 +1,95 @@
+"""Registered tableaux against torchdiffeq's own solvers on the same problem.
+
+Pairs that compute the same thing step for step:
+    rk4_uv (u=1/3, v=2/3)  vs  torchdiffeq rk4      (the 3/8 rule, fixed grid)
+    dormand_prince         vs  torchdiffeq dopri5   (adaptive)
+
+Problem: an MLP vector field (dim -> width -> width -> dim, tanh), batch 256, forward solve on
+[0, 1] and backward through the solver. Repeats are interleaved (A, B, B, A, ...) so machine noise
+hits both sides alike; the ratio is median(ours) / median(torchdiffeq). NFE is counted by the
+vector field and must be equal for each pair.
+
+    python benchmarks/tableau_overhead.py [--repeats 30] [--dim 16] [--width 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torchdiffeq
+
+import nde_plugins  # noqa: F401  - registers the tableaux with torchdiffeq
+
+
+class MLPField(torch.nn.Module):
+    def __init__(self, dim: int, width: int) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(dim, width), torch.nn.Tanh(),
+            torch.nn.Linear(width, width), torch.nn.Tanh(),
+            torch.nn.Linear(width, dim),
+        )
+        self.nfe = 0
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return self.net(y)
+
+
+def one_run(field: MLPField, y0: torch.Tensor, t: torch.Tensor, method: str, options: dict, tol: float) -> tuple[float, int]:
+    field.nfe = 0
+    field.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    y = torchdiffeq.odeint(field, y0, t, method=method, options=options, rtol=tol, atol=tol)
+    y[-1].square().mean().backward()
+    return time.perf_counter() - start, field.nfe
+
+
+CASES = [
+    ("rk4_uv(1/3,2/3) vs rk4", ("rk4_uv", {"u": 1 / 3, "v": 2 / 3, "step_size": 0.05}), ("rk4", {"step_size": 0.05})),
+    ("dormand_prince vs dopri5", ("dormand_prince", {}), ("dopri5", {})),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--dim", type=int, default=16)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--tol", type=float, default=1e-5)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)  # keep timings about the solver layer, not thread scheduling
+    field = MLPField(args.dim, args.width)
+    y0 = torch.randn(args.batch, args.dim)
+    t = torch.tensor([0.0, 1.0])
+
+    print(f"torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, batch {args.batch}, "
+          f"dim {args.dim}, width {args.width}, {args.repeats} interleaved repeats, forward+backward")
+    print(f"{'case':28s} {'ours ms':>9s} {'upstream ms':>12s} {'ratio':>7s} {'NFE ours':>9s} {'NFE up':>7s}")
+    for label, (ours, ours_opts), (upstream, up_opts) in CASES:
+        for _ in range(3):  # warm-up both
+            one_run(field, y0, t, ours, ours_opts, args.tol)
+            one_run(field, y0, t, upstream, up_opts, args.tol)
+        times_ours, times_up = [], []
+        for i in range(args.repeats):
+            # Alternate which side goes first (ABBA...) so neither always runs on a warmer cache.
+            for side in ((0, 1) if i % 2 == 0 else (1, 0)):
+                if side == 0:
+                    dt, nfe_ours = one_run(field, y0, t, ours, ours_opts, args.tol)
+                    times_ours.append(dt)
+                else:
+                    dt, nfe_up = one_run(field, y0, t, upstream, up_opts, args.tol)
+                    times_up.append(dt)
+        m_ours, m_up = statistics.median(times_ours), statistics.median(times_up)
+        flag = "" if nfe_ours == nfe_up else "  NFE MISMATCH"
+        print(f"{label:28s} {m_ours * 1e3:9.2f} {m_up * 1e3:12.2f} {m_ours / m_up:7.3f} {nfe_ours:9d} {nfe_up:7d}{flag}")
+
+
+if __name__ == "__main__":
+    main()
