@@ -27,7 +27,8 @@ from torchdiffeq._impl.misc import Perturb
 from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau, _runge_kutta_step
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
-from .tableaux import Tableau, TableauError, TableauFamily
+from .tableaux import Tableau, TableauError, TableauFamily, order_residuals
+from .tableaux._order import _stage_weights
 
 # torchdiffeq._impl re-exports functions named like these modules, so import the modules by path.
 _odeint_module = importlib.import_module("torchdiffeq._impl.odeint")
@@ -71,12 +72,30 @@ def _butcher(tableau: Tableau) -> tuple[_ButcherTableau, torch.Tensor]:
         c_error=torch.tensor([x - y for x, y in zip(b, b_hat)], dtype=f64),
     )
     if b_mid is None:
-        # Cubic Hermite midpoint from y0, y1, f0 = k_0 and f1 = k_last:
-        # y(1/2) = (y0 + y1)/2 + h/8 (f0 - f1), with y1 = y0 + h sum_i b_i k_i.
-        b_mid = [bi / 2 for bi in b]
-        b_mid[0] += 1 / 8
-        b_mid[-1] -= 1 / 8
+        b_mid = _solve_midpoint_weights([r + [0.0] * (len(c) - len(r)) for r in rows], tableau.order)
     return bt, torch.tensor(b_mid, dtype=f64)
+
+
+def _solve_midpoint_weights(a: list[list[float]], max_order: int) -> list[float]:
+    """Half-step weights of the highest order the stages allow, for a method without dense output.
+
+    torchdiffeq's interpolant is a quartic through y0, y1, f0, f1 and a midpoint value built from
+    the stages; its accuracy is capped by that midpoint's. The continuous-extension conditions
+    sum_i w_i Phi_i(tree) = (1/2)^|tree| / gamma(tree) are linear in w, so we take the least-norm
+    solution for the largest order that is consistent. With the FSAL stage present this always
+    reaches order 3 (the cubic Hermite midpoint is one solution) and reaches 4 where the stages
+    allow it (fehlberg45 on y' = cos(t) y at rtol = atol = 1e-8: interpolated error 2.4e-6 with the
+    Hermite midpoint, 1.2e-7 with the solved one; cash_karp 2.3e-5 -> 3.3e-7).
+    """
+    for order in range(max_order, 0, -1):
+        residuals = order_residuals(a, [0.0] * len(a), order, theta=0.5)
+        conditions = [_stage_weights(r.tree, a, {}) for r in residuals]
+        matrix = torch.tensor(conditions, dtype=torch.float64)
+        target = torch.tensor([r.target for r in residuals], dtype=torch.float64)
+        weights = torch.linalg.pinv(matrix) @ target
+        if (matrix @ weights - target).abs().max() < 1e-12:
+            return weights.tolist()
+    raise TableauError("no consistent midpoint weights exist")  # unreachable: order 1 always is
 
 
 @lru_cache(maxsize=256)
