@@ -39,7 +39,9 @@ class MLPField(torch.nn.Module):
         return self.net(y)
 
 
-def one_run(field: MLPField, y0: torch.Tensor, t: torch.Tensor, method: str, options: dict, tol: float) -> tuple[float, int]:
+def one_run(
+    field: MLPField, y0: torch.Tensor, t: torch.Tensor, method: str, options: dict, tol: float
+) -> tuple[float, int]:
     field.nfe = 0
     field.zero_grad(set_to_none=True)
     start = time.perf_counter()
@@ -88,7 +90,8 @@ def main() -> None:
                     times_up.append(dt)
         m_ours, m_up = statistics.median(times_ours), statistics.median(times_up)
         flag = "" if nfe_ours == nfe_up else "  NFE MISMATCH"
-        print(f"{label:28s} {m_ours * 1e3:9.2f} {m_up * 1e3:12.2f} {m_ours / m_up:7.3f} {nfe_ours:9d} {nfe_up:7d}{flag}")
+        print(f"{label:28s} {m_ours * 1e3:9.2f} {m_up * 1e3:12.2f} {m_ours / m_up:7.3f} "
+              f"{nfe_ours:9d} {nfe_up:7d}{flag}")
 
 
 if __name__ == "__main__":

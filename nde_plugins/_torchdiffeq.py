@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import torch
 from torchdiffeq._impl.misc import Perturb
-from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau, _runge_kutta_step
+from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from .tableaux import Tableau, TableauError, TableauFamily, order_residuals
@@ -231,7 +231,7 @@ def _why_fixed(tableau: Tableau, options: dict[str, Any]) -> str:
     return "step_size given" if "step_size" in options else "grid_constructor given"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _solver_entry(method: str, entry: Tableau | TableauFamily) -> TableauSolver:
     return TableauSolver(method, entry)
 

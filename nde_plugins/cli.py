@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("solve", help="solve a harmonic oscillator with a method and report the error and NFE")
     p.add_argument("--method", default="rk4_uv:u=0.3,v=0.7", help="method name or spec (default %(default)s)")
-    p.add_argument("--step-size", type=float, default=None, help="fixed step size; fixed-grid methods default to 0.1, others run adaptively")
+    p.add_argument(
+        "--step-size", type=float, default=None,
+        help="fixed step size; fixed-grid methods default to 0.1, others run adaptively",
+    )
     p.add_argument("--rtol", type=float, default=1e-7)
     p.add_argument("--atol", type=float, default=1e-9)
     p.add_argument("--t-end", type=float, default=2 * math.pi)

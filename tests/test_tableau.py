@@ -6,9 +6,7 @@ import torch
 import nde_plugins as nde
 from nde_plugins import Tableau, TableauError, TableauFamily
 from nde_plugins.tableaux import order_residuals
-from nde_plugins.tableaux.builtin import DORMAND_PRINCE, TSITOURAS5
-
-from nde_plugins.tableaux.builtin import EMBEDDED_PAIRS, FAMILIES, NAMED_MEMBERS
+from nde_plugins.tableaux.builtin import DORMAND_PRINCE, EMBEDDED_PAIRS, FAMILIES, NAMED_MEMBERS, TSITOURAS5
 
 BUILTIN_TABLEAUX = [*NAMED_MEMBERS, *EMBEDDED_PAIRS]
 BUILTIN_FAMILIES = list(FAMILIES)
@@ -55,7 +53,8 @@ def test_tensors_follow_dtype(dtype):
         ({"order": 4}, "order-4 condition .* fails"),
         ({"order": 0}, "order must be a positive int"),
         ({"b_hat": [0.5, 0.5, 0.1]}, "sum\\(b_hat\\)"),
-        ({"b_hat": [0.5, 0.5, 0], "embedded_order": 3}, "embedded_order must be an int with 1 <= embedded_order < order"),
+        ({"b_hat": [0.5, 0.5, 0], "embedded_order": 3},
+         "embedded_order must be an int with 1 <= embedded_order < order"),
         ({"b_hat": [0, 1, 0], "embedded_order": 2}, "declared order 2 for b_hat but the order-2 condition"),
         ({"embedded_order": 2}, "embedded_order is given but b_hat is not"),
         ({"name": "SSP RK3"}, "names must match"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from math import prod
 
 Tree = tuple  # recursive: tuple[Tree, ...]
@@ -38,7 +38,7 @@ def tree_to_str(tree: Tree) -> str:
     return "[" + ", ".join(tree_to_str(child) for child in tree) + "]"
 
 
-@lru_cache(maxsize=None)
+@cache
 def trees_of_order(order: int) -> tuple[Tree, ...]:
     """All rooted trees with exactly ``order`` nodes, each once, in a fixed order."""
     if order < 1:

@@ -99,7 +99,10 @@ FAMILIES = (
     ),
     TableauFamily(
         "rk3", ("u", "v"), {"u": 0.5, "v": 1.0}, _rk3,
-        [_nonzero("u"), _nonzero("v"), ("u != v", lambda u, v: _away(u, v)), ("u != 2/3", lambda u, v: _away(u, 2 / 3))],
+        [
+            _nonzero("u"), _nonzero("v"),
+            ("u != v", lambda u, v: _away(u, v)), ("u != 2/3", lambda u, v: _away(u, 2 / 3)),
+        ],
         "3-stage order-3 family with c = (0, u, v); the default (1/2, 1) is Kutta's method",
     ),
     TableauFamily(

@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from nde_plugins.cli import main
+
+
+def test_plugins_table(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["kind", "name", "source", "version", "description"]
+    assert "rk4_uv" in out and "dormand_prince" in out
+
+
+def test_plugins_json(capsys):
+    assert main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all({"kind", "name", "source"} <= set(row) for row in rows)
+    assert any(row["name"] == "tsitouras5" and row["kind"] == "tableau" for row in rows)
+
+
+def test_tableau_prints_table_and_residuals(capsys):
+    assert main(["tableau", "rk4_uv", "--param", "u=0.3", "--param", "v=0.7"]) == 0
+    out = capsys.readouterr().out
+    assert "rk4_uv_u0p3_v0p7: 4 stages, order 4" in out
+    assert "order conditions for b (up to order 4)" in out
+    assert out.count("e-1") >= 8 or "0.00e+00" in out  # 8 trees, tiny residuals
+
+
+def test_tableau_of_a_pair_shows_both_weight_vectors(capsys):
+    assert main(["tableau", "dormand_prince"]) == 0
+    out = capsys.readouterr().out
+    assert "order conditions for b_hat (up to order 4)" in out and "b_mid" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["tableau", "rk4_u4"], "did you mean 'rk4_uv'"),
+        (["tableau", "rk2:u=0"], "domain rule 'u != 0'"),
+        (["tableau", "rk2", "--param", "u"], "is not NAME=VALUE"),
+        (["solve", "--method", "nope"], "unknown tableau 'nope'"),
+    ],
+)
+def test_errors_exit_2_with_a_message(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["rk4_uv:u=0.3,v=0.7", "tsitouras5", "rk4"])
+def test_solve_reports_small_error(method, capsys):
+    assert main(["solve", "--method", method, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["max_abs_error"] < 1e-4 and result["nfe"] > 0
