@@ -23,7 +23,8 @@ def _describe(obj: object) -> str:
     if isinstance(obj, Tableau):
         kind = f"order {obj.order}" + (f"({obj.embedded_order}) adaptive" if obj.is_adaptive else " fixed-grid")
         return f"{kind}; {obj.description}".rstrip("; ")
-    return (getattr(obj, "__doc__", None) or "").strip().splitlines()[0] if getattr(obj, "__doc__", None) else ""
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

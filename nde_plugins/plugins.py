@@ -184,9 +184,10 @@ class Registry:
 
     def _load_entry_point(self, ep: Any) -> None:
         dist = getattr(ep, "dist", None)
-        source = PluginSource(
-            ep.name, "entry point", getattr(dist, "name", None), getattr(dist, "version", None)
-        )
+        dist_name = getattr(dist, "name", None)
+        # Qualify by distribution: two packages may both call their entry point "tableaux".
+        plugin_name = f"{dist_name}:{ep.name}" if dist_name else ep.name
+        source = PluginSource(plugin_name, "entry point", dist_name, getattr(dist, "version", None))
         try:
             plugin = ep.load()
         except Exception as exc:  # noqa: BLE001 - any import failure of a third-party package

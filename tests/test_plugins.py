@@ -132,8 +132,8 @@ def test_duplicate_name_names_both_sources():
     first = FakeEntryPoint("a", lambda: plugin_with(Tableau("same", **HEUN), name="a"), dist="dist_a")
     second = FakeEntryPoint("b", lambda: plugin_with(Tableau("same", **HEUN), name="b"), dist="dist_b")
     registry = make_registry(first, second)
-    with pytest.warns(PluginWarning, match="registered by both entry point plugin 'a' \\(dist_a 1.0\\) and "
-                                           "entry point plugin 'b' \\(dist_b 1.0\\)"):
+    with pytest.warns(PluginWarning, match="registered by both entry point plugin 'dist_a:a' \\(dist_a 1.0\\) "
+                                           "and entry point plugin 'dist_b:b' \\(dist_b 1.0\\)"):
         registry.load()
     with pytest.raises(PluginConflictError, match="built-in plugin 'nde_plugins.tableaux.builtin'.*runtime"):
         registry.register_plugin(plugin_with(Tableau("rk4_uv", **HEUN), name="clash"))
@@ -211,6 +211,14 @@ def test_plugin_name_already_registered(registry):
 def test_registering_the_same_name_twice_in_one_plugin(registry):
     with pytest.raises(PluginConflictError, match="registers tableau 'twice' twice"):
         registry.register_plugin(plugin_with(Tableau("twice", **HEUN), Tableau("twice", **HEUN)))
+
+
+def test_same_entry_point_name_in_two_distributions_is_fine():
+    first = FakeEntryPoint("tableaux", lambda: plugin_with(Tableau("one_a", **HEUN), name="x"), dist="dist_a")
+    second = FakeEntryPoint("tableaux", lambda: plugin_with(Tableau("one_b", **HEUN), name="y"), dist="dist_b")
+    registry = make_registry(first, second)
+    assert {"one_a", "one_b"} <= set(registry.names("tableau"))
+    assert registry.load_errors == []
 
 
 def test_no_warning_when_all_plugins_are_fine(registry):
