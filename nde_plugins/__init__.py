@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from . import _torchdiffeq
 from .hookspecs import hookimpl, hookspec
-from .ode import MethodLike, odeint, parse_method_spec, resolve_method, torchdiffeq_method_names
+from .ode import MethodLike, ODEBlock, odeint, parse_method_spec, resolve_method, torchdiffeq_method_names
 from .plugins import (
     DISABLE_ENTRY_POINTS_ENV,
     ENTRY_POINT_GROUP,
@@ -26,6 +26,8 @@ from .plugins import (
     register_plugin,
     unregister_plugin,
 )
+from .regularizers import ErrorEstimate, ExponentialAnnealing, JacobianFrobenius, KineticEnergy, Stiffness
+from .stats import SolverPlan, Stage, StepRecord, StepStats
 from .tableaux import Tableau, TableauError, TableauFamily
 
 
@@ -45,6 +47,16 @@ _torchdiffeq.install()
 
 __all__ = [
     "DISABLE_ENTRY_POINTS_ENV",
+    "ErrorEstimate",
+    "ExponentialAnnealing",
+    "JacobianFrobenius",
+    "KineticEnergy",
+    "ODEBlock",
+    "SolverPlan",
+    "Stage",
+    "StepRecord",
+    "StepStats",
+    "Stiffness",
     "ENTRY_POINT_GROUP",
     "KINDS",
     "LoadError",

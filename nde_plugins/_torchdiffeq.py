@@ -9,6 +9,7 @@ Names used, all present in torchdiffeq 0.2.4 and 0.2.5 (the tox matrix covers bo
   ``rk_common.RKAdaptiveStepsizeODESolver``: an adaptive solver is a subclass that only sets the
   class attributes ``order``, ``tableau`` and ``mid``, as torchdiffeq's own dopri5 does, so step
   control, error ratio, interpolation, callbacks and events are torchdiffeq's.
+- ``misc._rms_norm`` / ``misc._mixed_norm``: the default norms, wrapped to record the error ratio.
 - ``solvers.FixedGridODESolver`` and ``misc.Perturb``: a fixed-grid solver implements only
   ``_step_func`` (one step of the tableau); the grid loop and interpolation are torchdiffeq's.
 
@@ -18,15 +19,16 @@ No integration loop is written here.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache, lru_cache
 from typing import Any
 
 import torch
-from torchdiffeq._impl.misc import Perturb
+from torchdiffeq._impl.misc import Perturb, _mixed_norm, _rms_norm
 from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
+from .stats import SolverPlan
 from .tableaux import Tableau, TableauError, TableauFamily, order_residuals
 from .tableaux._order import _stage_weights
 
@@ -297,6 +299,63 @@ def is_fixed_grid(method: str, options: dict[str, Any]) -> bool:
         tableau = entry.tableau_for(dict(options))
         return tableau.b_hat is None or "step_size" in options or "grid_constructor" in options
     return isinstance(entry, type) and issubclass(entry, FixedGridODESolver)
+
+
+# torchdiffeq's fixed-grid solvers as tableaux, so their steps can be observed like ours.
+@lru_cache(maxsize=1)
+def _fixed_grid_equivalents() -> dict[str, Tableau]:
+    from .tableaux.builtin import FAMILIES_BY_NAME, NAMED_BY_NAME
+
+    return {
+        "euler": Tableau("euler", c=[0], a=[[]], b=[1], order=1),
+        "midpoint": FAMILIES_BY_NAME["rk2"](u=0.5),
+        "heun2": FAMILIES_BY_NAME["rk2"](u=1.0),
+        "heun3": FAMILIES_BY_NAME["rk3"](u=1 / 3, v=2 / 3),
+        "rk4": NAMED_BY_NAME["rk38"],  # torchdiffeq's rk4 is the 3/8 rule
+    }
+
+
+def solver_plan(method: str, options: dict[str, Any]) -> SolverPlan:
+    """How ``method`` with ``options`` will step, for the step statistics."""
+    entry = install()[method]
+    if isinstance(entry, TableauSolver):
+        tableau = entry.tableau_for(dict(options))
+        if is_fixed_grid(method, options):
+            return SolverPlan(method, "fixed", tableau.c, tableau.b, tableau.b_hat)
+        bt = adaptive_solver_class(tableau).tableau
+    elif isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver):
+        bt = entry.tableau
+    elif method in _fixed_grid_equivalents():
+        tableau = _fixed_grid_equivalents()[method]
+        return SolverPlan(method, "fixed", tableau.c, tableau.b, None)
+    else:
+        return SolverPlan(method, "other")
+    c = (0.0, *bt.alpha.tolist())
+    b = tuple(bt.c_sol.tolist())
+    b_hat = tuple(x - e for x, e in zip(b, bt.c_error.tolist()))
+    return SolverPlan(method, "adaptive", c, b, b_hat)
+
+
+def methods_with_error_estimate() -> list[str]:
+    """Method names that provide an error estimate (for error messages)."""
+    from .plugins import get_registry
+
+    table = install()
+    builtin = [
+        name for name in sorted(table.builtin_names)
+        if isinstance(table[name], type) and issubclass(table[name], RKAdaptiveStepsizeODESolver)
+    ]
+    ours = []
+    for reg in get_registry().registrations("tableau"):
+        member = reg.obj.member() if isinstance(reg.obj, TableauFamily) else reg.obj
+        if member.b_hat is not None:
+            ours.append(reg.name)
+    return builtin + ours
+
+
+def default_norm(is_tuple: bool) -> Callable:
+    """The norm torchdiffeq uses when none is given: RMS, or the max of RMS over a tuple's parts."""
+    return _mixed_norm if is_tuple else _rms_norm
 
 
 def install() -> SolverTable:

@@ -10,6 +10,7 @@ import torchdiffeq
 
 from . import _torchdiffeq
 from .plugins import UnknownPluginNameError, get_registry
+from .stats import AdaptiveObservedField, ObservedField, StepRecorder, flat
 from .tableaux import Tableau, TableauFamily
 
 MethodLike = str | Tableau | TableauFamily
@@ -87,16 +88,58 @@ def odeint(
     atol: float | torch.Tensor = 1e-9,
     options: Mapping[str, Any] | None = None,
     adjoint: bool = False,
+    return_stats: bool = False,
+    keep_stages: bool = False,
     **kwargs: Any,
-) -> torch.Tensor | tuple[torch.Tensor, ...]:
+) -> Any:
     """Solve dy/dt = func(t, y) with torchdiffeq, with any registered or given method.
 
     Same semantics, arguments and return value as ``torchdiffeq.odeint`` (or
     ``torchdiffeq.odeint_adjoint`` with ``adjoint=True``; then ``adjoint_*`` keyword arguments are
     passed on). ``method`` is resolved by ``resolve_method``; ``options`` holds torchdiffeq's solver
     options and a family's parameters.
+
+    With ``return_stats=True`` the result is ``(solution, StepStats)``: evaluations, attempted
+    steps, and per step the error ratio E_j (with its graph, under ``adjoint=False``). With
+    ``keep_stages=True`` the stage values of every step are kept too (needed for the stiffness
+    estimate, quadrature regularizers and the error estimate of fixed-grid pairs).
     """
     name, opts = resolve_method(method, options)
+    if return_stats:
+        return _observed_solve(func, y0, t, name, opts, rtol, atol, adjoint, keep_stages, kwargs)
+    if keep_stages:
+        raise ValueError("keep_stages=True only applies with return_stats=True")
+    return _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs)
+
+
+def _observed_solve(func, y0, t, name, opts, rtol, atol, adjoint, keep_stages, kwargs):
+    plan = _torchdiffeq.solver_plan(name, opts)
+    is_tuple = not isinstance(y0, torch.Tensor)
+    recorder = StepRecorder(
+        plan,
+        keep_stages=keep_stages,
+        base_norm=opts.get("norm") or _torchdiffeq.default_norm(is_tuple),
+        direction=-1.0 if len(t) > 1 and bool(t[1] < t[0]) else 1.0,
+        rtol=_scalar(rtol),
+        atol=_scalar(atol),
+    )
+    opts["norm"] = recorder.norm
+    wrapper = AdaptiveObservedField if plan.mode == "adaptive" else ObservedField
+    solution = _solve(wrapper(func, recorder), y0, t, name, opts, rtol, atol, adjoint, kwargs)
+    stats = recorder.finish_forward()
+    last = solution[-1] if isinstance(solution, torch.Tensor) else tuple(s[-1] for s in solution)
+    if not bool(torch.isfinite(flat(last)).all()):
+        raise FloatingPointError(
+            f"non-finite state at the final time t = {float(t[-1]):.6g} in a solve with {name!r}"
+        )
+    return solution, stats
+
+
+def _scalar(tol: Any) -> Any:
+    return float(tol) if not torch.is_tensor(tol) or tol.numel() == 1 else tol
+
+
+def _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs):
     adjoint_kwargs = sorted(k for k in kwargs if k.startswith("adjoint_"))
     if adjoint_kwargs and not adjoint:
         raise ValueError(f"{adjoint_kwargs} only apply with adjoint=True")
@@ -111,4 +154,93 @@ def odeint(
     return torchdiffeq.odeint(func, y0, t, rtol=rtol, atol=atol, method=name, options=opts, **kwargs)
 
 
-__all__ = ["MethodLike", "UnknownPluginNameError", "odeint", "parse_method_spec", "resolve_method"]
+
+
+class ODEBlock(torch.nn.Module):
+    """A continuous-depth layer: solves dz/dt = field(t, z) from z(t0) = x and records step statistics.
+
+    Args:
+        field: the vector field ``field(t, z)``, usually an ``nn.Module``.
+        t: the integration times: ``(t0, t1)`` or a 1-D tensor of output times.
+        method, rtol, atol, options, adjoint: as for ``odeint``.
+        regularizers: ``{name: weight}`` over registered step regularizers; a weight may be a
+            schedule ``weight(epoch)`` such as ``ExponentialAnnealing(100, 10, 75)``, and
+            ``{name: {"weight": w, **options}}`` passes options to the regularizer.
+        return_all: return the states at all times of ``t`` instead of the final one.
+        record_stats: set False to solve without observation (``stats`` is then None).
+
+    ``forward(x)`` returns ``z(t1)``; ``.stats`` describes the last call; ``.regularization()`` is the
+    weighted sum of the regularizers over that call (0 when there are none or none applies in eval
+    mode with ``no_grad``). Set ``.epoch`` (1-based) to drive scheduled weights.
+    """
+
+    def __init__(
+        self,
+        field: Callable[..., Any],
+        t: Any = (0.0, 1.0),
+        method: MethodLike = "dopri5",
+        rtol: float = 1e-7,
+        atol: float = 1e-9,
+        options: Mapping[str, Any] | None = None,
+        adjoint: bool = False,
+        regularizers: Mapping[str, Any] | None = None,
+        return_all: bool = False,
+        record_stats: bool = True,
+    ) -> None:
+        super().__init__()
+        from .regularizers import build_regularizers, check_supported
+
+        self.field = field
+        t = torch.as_tensor(t, dtype=torch.get_default_dtype())
+        if t.dim() != 1 or len(t) < 2:
+            raise ValueError(f"t must be 1-D with at least two times (t0, t1), got shape {tuple(t.shape)}")
+        self.register_buffer("t", t, persistent=False)
+        self.method_name, self.options = resolve_method(method, options)
+        self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
+        self.return_all, self.record_stats = return_all, record_stats
+        self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
+        self.plan = _torchdiffeq.solver_plan(self.method_name, self.options)
+        if self.regularizers and not record_stats:
+            raise ValueError("regularizers read the step statistics: record_stats must stay True")
+        check_supported(self.regularizers, self.plan, adjoint, _torchdiffeq.methods_with_error_estimate())
+        needs = set().union(*(r.requires for r in self.regularizers)) if self.regularizers else set()
+        # Stage values are kept only when something reads them (they pin tensors in memory).
+        self._keep_stages = bool(needs & {"stages", "stiffness"}) or (
+            "error_estimate" in needs and self.plan.mode == "fixed"
+        )
+        self._vjp_inputs = any(type(r.regularizer).__name__ == "JacobianFrobenius" for r in self.regularizers)
+        self.epoch = 1
+        self.stats = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.t.to(device=x.device, dtype=x.dtype if x.is_floating_point() else self.t.dtype)
+        if self._vjp_inputs and not x.requires_grad and torch.is_grad_enabled():
+            # The Jacobian probe differentiates each stage w.r.t. its input, the first one being x.
+            x = x.detach().requires_grad_(True)
+        kwargs = {"rtol": self.rtol, "atol": self.atol, "method": self.method_name, "options": self.options,
+                  "adjoint": self.adjoint}
+        if self.record_stats:
+            z, self.stats = odeint(self.field, x, t, return_stats=True, keep_stages=self._keep_stages, **kwargs)
+        else:
+            z = odeint(self.field, x, t, **kwargs)
+        return z if self.return_all else z[-1]
+
+    def regularization(self) -> torch.Tensor:
+        """sum_r weight_r(epoch) * r(stats) over the last forward call."""
+        if self.stats is None:
+            raise RuntimeError("regularization() reads the statistics of the last forward call; call the block first")
+        total = torch.zeros(())
+        for reg in self.regularizers:
+            weight = reg.weight_at(self.epoch)
+            if weight:
+                total = total + weight * reg.regularizer(self.stats)
+        return total
+
+    def extra_repr(self) -> str:
+        regs = ", ".join(f"{r.name}={r.weight!r}" for r in self.regularizers)
+        return f"method={self.method_name!r}, rtol={self.rtol:g}, atol={self.atol:g}, adjoint={self.adjoint}" + (
+            f", regularizers=({regs})" if regs else ""
+        )
+
+
+__all__ = ["MethodLike", "ODEBlock", "UnknownPluginNameError", "odeint", "parse_method_spec", "resolve_method"]

@@ -154,7 +154,7 @@ def test_invalid_registration_is_refused(registry):
     module.register_tableaux = register_tableaux
     with pytest.raises(PluginError, match="takes a Tableau or TableauFamily, got str"):
         registry.register_plugin(module)
-    assert registry.plugin_names() == ["nde_plugins.tableaux.builtin"]
+    assert "wrong_type" not in registry.plugin_names()
 
 
 def test_invalid_tableau_inside_a_plugin_is_reported():

@@ -129,16 +129,18 @@ FAMILIES = (
     ),
 )
 
-_BY_NAME = {f.name: f for f in FAMILIES}
+FAMILIES_BY_NAME = {f.name: f for f in FAMILIES}
 
 # ------------------------------------------------------------------------------------------------
 # Named members of the families.
 
 NAMED_MEMBERS = (
-    _BY_NAME["rk2"](u=2 / 3).renamed("ralston2", "Ralston's 2nd-order method (rk2 with u = 2/3)"),
-    _BY_NAME["rk4_u2"](u=1 / 3).renamed("rk4_classic", "the classic RK4 (rk4_u2 with u = 1/3)"),
-    _BY_NAME["rk4_uv"](u=1 / 3, v=2 / 3).renamed("rk38", "Kutta's 3/8 rule (rk4_uv with u = 1/3, v = 2/3)"),
+    FAMILIES_BY_NAME["rk2"](u=2 / 3).renamed("ralston2", "Ralston's 2nd-order method (rk2 with u = 2/3)"),
+    FAMILIES_BY_NAME["rk4_u2"](u=1 / 3).renamed("rk4_classic", "the classic RK4 (rk4_u2 with u = 1/3)"),
+    FAMILIES_BY_NAME["rk4_uv"](u=1 / 3, v=2 / 3).renamed("rk38", "Kutta's 3/8 rule (rk4_uv with u = 1/3, v = 2/3)"),
 )
+
+NAMED_BY_NAME = {t.name: t for t in NAMED_MEMBERS}
 
 # ------------------------------------------------------------------------------------------------
 # Embedded pairs. b is the propagated solution, b_hat the embedded one (local extrapolation).

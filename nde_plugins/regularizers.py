@@ -1,0 +1,225 @@
+"""Built-in step-statistic regularizers, registered through ``register_step_regularizers``.
+
+A regularizer is a callable ``StepStats -> scalar tensor`` with a ``requires`` set naming what it
+reads, so a block can refuse a solver or a mode that cannot provide it before any training runs:
+
+- ``"error_estimate"``: E_j for every step (an adaptive solver, or a fixed-grid embedded pair);
+- ``"stiffness"``: S_j for every step (a tableau with two stages of equal c);
+- ``"stages"``: the recorded stage evaluations (quadrature regularizers);
+- ``"graph"``: values that carry gradients, i.e. no ``adjoint=True`` (its forward pass has no graph).
+
+Definitions follow Pal et al., "Opening the Blackbox: Accelerating Neural Differential Equations by
+Regularizing Internal Solver Heuristics" (ERNODE/SRNODE), and Finlay et al. (RNODE) for the
+kinetic-energy and Jacobian-Frobenius baselines.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .hookspecs import hookimpl
+from .stats import Stage, StepStats, batch_size, flat, step_quadrature
+
+#: Size of dopri5's stability region along the negative real axis. The authors' code divides the
+#: stiffness estimate by it, so that S_j * |h| ~ 1 means "at the edge of stability".
+STABILITY_REGION_SIZE = 3.5068
+
+
+class ErrorEstimate:
+    """R_E = sum_j E_j^power |h_j| over accepted steps (``reduce="mean"``: the mean, as the authors' code).
+
+    |h_j| is a constant (the step actually taken, detached): the gradient pushes the local error
+    estimates down, which lets the step-size controller take larger steps.
+    """
+
+    requires = frozenset({"error_estimate", "graph"})
+
+    def __init__(self, power: float = 1.0, reduce: str = "sum") -> None:
+        if power not in (1, 2, 1.0, 2.0):
+            raise ValueError(f"error_estimate: power must be 1 (E_j) or 2 (E_j^2), got {power!r}")
+        if reduce not in ("sum", "mean"):
+            raise ValueError(f"error_estimate: reduce must be 'sum' or 'mean', got {reduce!r}")
+        self.power, self.reduce = float(power), reduce
+
+    def __call__(self, stats: StepStats) -> torch.Tensor:
+        steps = stats.accepted
+        if not steps:
+            return torch.zeros(())
+        errors = stats.error_ratios()
+        h = torch.tensor([abs(s.h) for s in steps], dtype=errors.dtype, device=errors.device)
+        terms = (errors if self.power == 1.0 else errors.square()) * h
+        return terms.sum() if self.reduce == "sum" else terms.mean()
+
+
+class Stiffness:
+    """R_S from Shampine's per-step estimate S_j: ``reduce="sum"`` (the paper) or ``"max"`` (the code).
+
+    With ``normalize=True`` each S_j is divided by the stability-region size 3.5068 as in the
+    authors' code.
+    """
+
+    requires = frozenset({"stiffness", "stages", "graph"})
+
+    def __init__(self, reduce: str = "sum", normalize: bool = False) -> None:
+        if reduce not in ("sum", "max", "mean"):
+            raise ValueError(f"stiffness: reduce must be 'sum', 'max' or 'mean', got {reduce!r}")
+        self.reduce, self.normalize = reduce, bool(normalize)
+
+    def __call__(self, stats: StepStats) -> torch.Tensor:
+        if not stats.accepted:
+            return torch.zeros(())
+        s = stats.stiffness_estimates()
+        if self.normalize:
+            s = s / STABILITY_REGION_SIZE
+        return {"sum": s.sum, "max": s.max, "mean": s.mean}[self.reduce]()
+
+
+class KineticEnergy:
+    """RNODE's integral of ||f||^2 (per sample, averaged over the batch), by the solver's quadrature.
+
+    Uses the stage evaluations already made: sum_j |h_j| sum_i b_i ||k_i||^2. No extra evaluation
+    and no augmented state.
+    """
+
+    requires = frozenset({"stages", "graph"})
+
+    def __call__(self, stats: StepStats) -> torch.Tensor:
+        return step_quadrature(stats, lambda st: flat(st.k).square().sum() / batch_size(st.k))
+
+
+class JacobianFrobenius:
+    """RNODE's integral of ||df/dy||_F^2 with a Hutchinson probe: one vector-Jacobian product per stage.
+
+    ``probe="gaussian"`` (default) or ``"rademacher"``; a fresh probe is drawn for every stage.
+    """
+
+    requires = frozenset({"stages", "graph"})
+
+    def __init__(self, probe: str = "gaussian") -> None:
+        if probe not in ("gaussian", "rademacher"):
+            raise ValueError(f"jacobian_frobenius: probe must be 'gaussian' or 'rademacher', got {probe!r}")
+        self.probe = probe
+
+    def _vjp_norm(self, stage: Stage) -> torch.Tensor:
+        ys = (stage.y,) if isinstance(stage.y, torch.Tensor) else tuple(stage.y)
+        ks = (stage.k,) if isinstance(stage.k, torch.Tensor) else tuple(stage.k)
+        if not all(y.requires_grad for y in ys):
+            raise ValueError(
+                "jacobian_frobenius: a stage input does not require grad (the initial state is a leaf without "
+                "requires_grad and the field has no parameters?); make y0 require grad"
+            )
+        probes = [torch.randn_like(k) for k in ks]
+        if self.probe == "rademacher":
+            probes = [torch.sign(p) for p in probes]
+        vjps = torch.autograd.grad(ks, ys, probes, create_graph=True, allow_unused=True)
+        total = sum(v.square().sum() for v in vjps if v is not None)
+        return total / batch_size(stage.y)
+
+    def __call__(self, stats: StepStats) -> torch.Tensor:
+        return step_quadrature(stats, self._vjp_norm)
+
+
+@hookimpl
+def register_step_regularizers(register):
+    register("error_estimate", ErrorEstimate)
+    register("stiffness", Stiffness)
+    register("kinetic_energy", KineticEnergy)
+    register("jacobian_frobenius", JacobianFrobenius)
+
+
+# ------------------------------------------------------------------------------------------------
+# Weights and configuration
+
+
+class ExponentialAnnealing:
+    """lambda(e) = start * (end / start) ** ((e - 1) / (epochs - 1)) for epochs e = 1..epochs, then end.
+
+    The schedule of the ERNODE paper (MNIST: 100 -> 10 over 75 epochs).
+    """
+
+    def __init__(self, start: float, end: float, epochs: int) -> None:
+        if start <= 0 or end <= 0:
+            raise ValueError(f"ExponentialAnnealing: start and end must be > 0, got {start}, {end}")
+        if epochs < 1:
+            raise ValueError(f"ExponentialAnnealing: epochs must be >= 1, got {epochs}")
+        self.start, self.end, self.epochs = float(start), float(end), int(epochs)
+
+    def __call__(self, epoch: int) -> float:
+        if self.epochs == 1 or epoch >= self.epochs:
+            return self.end
+        e = max(int(epoch), 1)
+        return self.start * (self.end / self.start) ** ((e - 1) / (self.epochs - 1))
+
+    def __repr__(self) -> str:
+        return f"ExponentialAnnealing({self.start:g} -> {self.end:g} over {self.epochs} epochs)"
+
+
+class WeightedRegularizer:
+    """A regularizer with its weight (a constant or a schedule of the epoch)."""
+
+    def __init__(self, name: str, regularizer, weight) -> None:
+        if not callable(weight):
+            weight = float(weight)
+            if weight < 0:
+                raise ValueError(f"regularizer {name!r}: weight must be >= 0, got {weight}")
+        self.name, self.regularizer, self.weight = name, regularizer, weight
+
+    def weight_at(self, epoch: int) -> float:
+        return float(self.weight(epoch)) if callable(self.weight) else self.weight
+
+    @property
+    def requires(self) -> frozenset:
+        return frozenset(getattr(self.regularizer, "requires", ()))
+
+
+def build_regularizers(spec) -> list[WeightedRegularizer]:
+    """Regularizers from ``{name: weight}``, ``{name: (weight, options)}`` or ``{name: {"weight": w, ...}}``.
+
+    Names are looked up among the registered step regularizers (did-you-mean on a typo); options are
+    passed to the factory.
+    """
+    from .plugins import get_registry
+
+    if spec is None:
+        return []
+    if not isinstance(spec, dict):
+        raise TypeError(f"regularizers must be a dict name -> weight, got {type(spec).__name__}")
+    out = []
+    for name, value in spec.items():
+        factory = get_registry().get("step_regularizer", name)
+        if isinstance(value, dict):
+            options = dict(value)
+            if "weight" not in options:
+                raise ValueError(f"regularizer {name!r}: the options dict needs a 'weight'")
+            weight = options.pop("weight")
+        elif isinstance(value, tuple):
+            weight, options = value
+        else:
+            weight, options = value, {}
+        out.append(WeightedRegularizer(name, factory(**options), weight))
+    return out
+
+
+def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool, solvers_with_estimates) -> None:
+    """Refuse, before any solve, a regularizer the solver or mode cannot serve."""
+    for reg in regularizers:
+        needs = reg.requires
+        if "graph" in needs and adjoint:
+            raise ValueError(
+                f"regularizer {reg.name!r} differentiates the solver's internal estimates, but adjoint=True solves "
+                "forward without a graph and backpropagates a continuous adjoint that cannot see them; "
+                "use adjoint=False (backpropagation through the solver, the discrete adjoint)"
+            )
+        if "error_estimate" in needs and not plan.has_error_estimate:
+            raise ValueError(
+                f"regularizer {reg.name!r} needs the solver's error estimate, and method {plan.method!r} has none "
+                f"here; use an adaptive method or embedded pair: {', '.join(solvers_with_estimates)}"
+            )
+        if "stiffness" in needs and plan.equal_c_pair is None:
+            raise ValueError(
+                f"regularizer {reg.name!r} needs two stages with equal c for Shampine's stiffness estimate; "
+                f"method {plan.method!r} has none (c = {list(plan.c)}). dopri5, tsitouras5, dormand_prince and "
+                "the non-FSAL pairs run adaptively (which add a stage at c = 1) have one"
+            )
+        if "stages" in needs and plan.mode == "other":
+            raise ValueError(f"regularizer {reg.name!r} needs Runge-Kutta stages; method {plan.method!r} has none")

@@ -1,0 +1,380 @@
+"""Step statistics of a torchdiffeq solve, observed through its public hooks.
+
+Nothing here steps the ODE. A solve is observed through three things torchdiffeq offers every
+solver: the vector field (wrapped, to count evaluations and keep the stage values), the step
+callbacks (which delimit attempted steps and say accepted or rejected) and the ``norm`` option
+(which adaptive solvers call exactly once per attempted step on the scaled error, so its value *is*
+the error ratio E_j, with its graph).
+
+Traps handled here (see the comments where each is dealt with):
+- ``callback_step`` sees dt before it is clipped to ``step_t``/``jump_t``: the step size is taken
+  from the accept/reject callback instead.
+- ``_select_initial_step`` evaluates the field once more and calls the norm three times before the
+  first step: evaluations before the first step after the first one are probes, norm calls outside
+  a step window are ignored.
+- The first dt comes out of ``_select_initial_step`` with a graph: step sizes are stored as floats.
+- The last accepted step may overshoot the final time; its full step is recorded (it was taken).
+- ``odeint_adjoint`` runs the forward solve without a graph and calls the norm again in the backward
+  pass: evaluations after the forward solve count as ``nfe_backward`` and are not steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+State = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def flat(x: State) -> torch.Tensor:
+    """A tensor or a tuple of tensors as one flat tensor."""
+    if isinstance(x, torch.Tensor):
+        return x.reshape(-1)
+    return torch.cat([part.reshape(-1) for part in x])
+
+
+def _float(x: Any) -> float:
+    # Step sizes and times are plain numbers here; the first dt carries a graph we must not keep.
+    return float(x.detach()) if torch.is_tensor(x) else float(x)
+
+
+def rms(x: torch.Tensor) -> torch.Tensor:
+    return x.pow(2).mean().sqrt()
+
+
+@dataclass(frozen=True)
+class SolverPlan:
+    """What the statistics need to know about the solver's tableau.
+
+    ``mode`` is ``"adaptive"`` (torchdiffeq's RK error control), ``"fixed"`` (a fixed grid) or
+    ``"other"`` (no Runge-Kutta structure known: only evaluations are counted). ``c``, ``b`` and
+    ``b_hat`` are the tableau as the solver runs it (FSAL stage included for adaptive solvers).
+    """
+
+    method: str
+    mode: str
+    c: tuple[float, ...] = ()
+    b: tuple[float, ...] = ()
+    b_hat: tuple[float, ...] | None = None
+
+    @property
+    def stages(self) -> int:
+        return len(self.c)
+
+    @property
+    def has_error_estimate(self) -> bool:
+        return self.b_hat is not None and self.mode in ("adaptive", "fixed")
+
+    @property
+    def equal_c_pair(self) -> tuple[int, int] | None:
+        """The last two stages with equal c (Shampine's stiffness estimate uses them), if any."""
+        for j in range(self.stages - 1, 0, -1):
+            for i in range(j - 1, -1, -1):
+                if self.c[i] == self.c[j]:
+                    return i, j
+        return None
+
+
+@dataclass
+class Stage:
+    """One evaluation of the vector field: k = f(t, y)."""
+
+    t: torch.Tensor
+    y: State
+    k: State
+
+
+@dataclass
+class StepRecord:
+    """One attempted step.
+
+    ``h`` is the step actually taken, in the caller's time direction (negative for decreasing t).
+    ``error_ratio`` is E_j (a tensor with the solve's graph) where the solver has an error
+    estimate; ``stiffness`` is S_j = ||f(Y_x) - f(Y_y)|| / ||Y_x - Y_y|| over the equal-c stage
+    pair, where there is one and stages were kept.
+    """
+
+    t0: float
+    h: float
+    accepted: bool
+    error_ratio: torch.Tensor | None = None
+    stiffness: torch.Tensor | None = None
+    stages: list[Stage] | None = None
+
+
+@dataclass
+class StepStats:
+    """Everything recorded about one solve (``ODEBlock.stats``, ``odeint(..., return_stats=True)``)."""
+
+    plan: SolverPlan
+    steps: list[StepRecord] = field(default_factory=list)
+    nfe_forward: int = 0
+    nfe_backward: int = 0
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    @property
+    def method(self) -> str:
+        return self.plan.method
+
+    @property
+    def accepted(self) -> list[StepRecord]:
+        return [s for s in self.steps if s.accepted]
+
+    @property
+    def steps_accepted(self) -> int:
+        return sum(1 for s in self.steps if s.accepted)
+
+    @property
+    def steps_rejected(self) -> int:
+        return sum(1 for s in self.steps if not s.accepted)
+
+    @property
+    def nfe(self) -> int:
+        return self.nfe_forward + self.nfe_backward
+
+    def error_ratios(self, accepted_only: bool = True) -> torch.Tensor:
+        """E_j of the (accepted) steps as one tensor; raises if the solver has no error estimate."""
+        steps = self.accepted if accepted_only else self.steps
+        values = [s.error_ratio for s in steps if s.error_ratio is not None]
+        if len(values) != len(steps):
+            raise ValueError(f"method {self.method!r} recorded no error estimate for some steps")
+        return torch.stack(values) if values else torch.zeros(0)
+
+    def stiffness_estimates(self, accepted_only: bool = True) -> torch.Tensor:
+        """S_j of the (accepted) steps as one tensor."""
+        steps = self.accepted if accepted_only else self.steps
+        values = [s.stiffness for s in steps if s.stiffness is not None]
+        if len(values) != len(steps):
+            raise ValueError(f"method {self.method!r} recorded no stiffness estimate for some steps")
+        return torch.stack(values) if values else torch.zeros(0)
+
+    def step_sizes(self, accepted_only: bool = True) -> list[float]:
+        return [s.h for s in (self.accepted if accepted_only else self.steps)]
+
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for logs and JSON."""
+        out: dict[str, Any] = {
+            "method": self.method,
+            "nfe_forward": self.nfe_forward,
+            "nfe_backward": self.nfe_backward,
+            "steps_accepted": self.steps_accepted,
+            "steps_rejected": self.steps_rejected,
+        }
+        sizes = [abs(h) for h in self.step_sizes()]
+        if sizes:
+            out["h_min"], out["h_max"] = min(sizes), max(sizes)
+        errors = [s.error_ratio for s in self.accepted if s.error_ratio is not None]
+        if errors:
+            out["error_ratio_max"] = max(_float(e) for e in errors)
+        stiff = [s.stiffness for s in self.accepted if s.stiffness is not None]
+        if stiff:
+            out["stiffness_max"] = max(_float(s) for s in stiff)
+        return out
+
+
+class StepRecorder:
+    """Turns the stream of evaluations, callbacks and norm calls of one solve into ``StepStats``."""
+
+    def __init__(
+        self, plan: SolverPlan, *, keep_stages: bool, base_norm: Callable, direction: float,
+        rtol: float, atol: float,
+    ) -> None:
+        self.stats = StepStats(plan, rtol=rtol, atol=atol)
+        self.plan = plan
+        self.keep_stages = keep_stages
+        self.base_norm = base_norm
+        self.direction = direction
+        self.backward = False
+        self._window: list[Stage] | None = None  # evaluations of the step being attempted
+        self._window_norm: torch.Tensor | None = None
+        self._f0: Stage | None = None  # first stage of the next adaptive step (FSAL)
+        self._started = False
+        self._fixed_step: tuple[float, float] | None = None  # (t0, dt) of the open fixed-grid step
+
+    # -- the field -----------------------------------------------------------------------------
+    def on_eval(self, t: torch.Tensor, y: State, k: State) -> None:
+        if self.backward:
+            self.stats.nfe_backward += 1
+            return
+        self.stats.nfe_forward += 1
+        if not self.keep_stages:
+            return
+        stage = Stage(t, y, k)
+        if self._window is not None:
+            self._window.append(stage)
+        elif not self._started:
+            # The first evaluation is f(t0, y0); a second one before any step is the probe of
+            # _select_initial_step and belongs to no step.
+            if self._f0 is None:
+                self._f0 = stage
+        else:
+            # After an accepted step that crossed a jump_t, torchdiffeq re-evaluates f at the new
+            # start on the far side of the discontinuity: that is the next step's first stage.
+            self._f0 = stage
+
+    def norm(self, x: Any) -> torch.Tensor:
+        value = self.base_norm(x)
+        # Only the norm call inside a forward step window is the step's error ratio.
+        if not self.backward and self._window is not None and self.plan.mode == "adaptive":
+            self._window_norm = value
+        return value
+
+    # -- the callbacks -------------------------------------------------------------------------
+    def on_step(self, t0: torch.Tensor, y0: State, dt: torch.Tensor) -> None:
+        if self.backward:
+            return
+        if not bool(torch.isfinite(flat(y0)).all()):
+            raise FloatingPointError(
+                f"non-finite state at t = {_float(t0):.6g} in a solve with {self.plan.method!r}: "
+                "the vector field or the step size diverged (try smaller tolerances or a smaller step)"
+            )
+        self._started = True
+        if self.plan.mode == "fixed":
+            self._close_fixed_step()
+            self._fixed_step = (_float(t0), _float(dt))
+        # An adaptive step needs its window even without stages, to catch the norm call.
+        self._window = [] if self.keep_stages or self.plan.mode == "adaptive" else None
+        self._window_norm = None
+
+    def on_accept(self, t0: torch.Tensor, y0: State, dt: torch.Tensor) -> None:
+        self._close_adaptive_step(t0, dt, accepted=True)
+
+    def on_reject(self, t0: torch.Tensor, y0: State, dt: torch.Tensor) -> None:
+        self._close_adaptive_step(t0, dt, accepted=False)
+
+    def finish_forward(self) -> StepStats:
+        """Close the last step; later evaluations (an adjoint backward solve) count as backward."""
+        if self.plan.mode == "fixed":
+            self._close_fixed_step()
+        self._window = None
+        self.backward = True
+        return self.stats
+
+    # -- building records ------------------------------------------------------------------------
+    def _close_adaptive_step(self, t0: torch.Tensor, dt: torch.Tensor, accepted: bool) -> None:
+        if self.backward or self._window is None:
+            return
+        # dt here is after clipping to step_t / jump_t, unlike callback_step's.
+        record = StepRecord(_float(t0), self.direction * _float(dt), accepted, error_ratio=self._window_norm)
+        if self.keep_stages and self._f0 is not None:
+            stages = [self._f0, *self._window[: self.plan.stages - 1]]
+            if len(stages) == self.plan.stages:
+                record.stages = stages
+                record.stiffness = self._stiffness(stages)
+                if accepted:
+                    self._f0 = stages[-1]  # FSAL: the last stage is f(t1, y1)
+        self.stats.steps.append(record)
+        self._window, self._window_norm = None, None
+
+    def _close_fixed_step(self) -> None:
+        if self._fixed_step is None:
+            return
+        t0, dt = self._fixed_step
+        record = StepRecord(t0, self.direction * dt, True)
+        if self.keep_stages and self._window is not None and len(self._window) >= self.plan.stages:
+            stages = self._window[: self.plan.stages]
+            record.stages = stages
+            record.stiffness = self._stiffness(stages)
+            if self.plan.b_hat is not None:
+                record.error_ratio = self._fixed_error_ratio(stages, dt)
+        self.stats.steps.append(record)
+        self._fixed_step, self._window = None, None
+
+    def _stiffness(self, stages: Sequence[Stage]) -> torch.Tensor | None:
+        pair = self.plan.equal_c_pair
+        if pair is None:
+            return None
+        x, y = stages[pair[1]], stages[pair[0]]
+        num = rms(flat(x.k) - flat(y.k))
+        den = rms(flat(x.y) - flat(y.y))
+        # Equal stage inputs (e.g. a zero field) carry no information about the Jacobian.
+        return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(num))
+
+    def _fixed_error_ratio(self, stages: Sequence[Stage], dt: float) -> torch.Tensor:
+        """The embedded pair's error ratio, formed from the stages as torchdiffeq's adaptive loop does."""
+        ks = [flat(s.k) for s in stages]
+        y0 = flat(stages[0].y)
+        y1 = y0 + dt * sum(b * k for b, k in zip(self.plan.b, ks) if b != 0.0)
+        err = dt * sum((b - bh) * k for b, bh, k in zip(self.plan.b, self.plan.b_hat, ks) if b != bh)
+        scale = self.stats.atol + self.stats.rtol * torch.maximum(y0.abs(), y1.abs())
+        return rms(err / scale)
+
+
+def step_quadrature(stats: StepStats, integrand: Callable[[Stage], torch.Tensor]) -> torch.Tensor:
+    """sum_j |h_j| sum_i b_i integrand(stage_i) over accepted steps: the solver's own quadrature."""
+    total = None
+    for step in stats.accepted:
+        if step.stages is None:
+            raise ValueError(f"method {stats.method!r}: stage values were not recorded for this solve")
+        inner = None
+        for b, stage in zip(stats.plan.b, step.stages):
+            if b == 0.0:
+                continue
+            term = b * integrand(stage)
+            inner = term if inner is None else inner + term
+        if inner is not None:
+            term = abs(step.h) * inner
+            total = term if total is None else total + term
+    if total is None:
+        return torch.zeros(())
+    return total
+
+
+def batch_size(x: State) -> int:
+    """Leading dimension of the state (1 for a 0- or 1-dimensional state)."""
+    first = x if isinstance(x, torch.Tensor) else x[0]
+    return first.shape[0] if first.dim() > 1 else 1
+
+
+_CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
+_ADJOINT_CALLBACKS = tuple(f"{name}_adjoint" for name in _CALLBACKS)
+
+
+class ObservedField(torch.nn.Module):
+    """Wraps a vector field so a ``StepRecorder`` sees every evaluation and step callback.
+
+    This class has only ``callback_step`` (all a fixed-grid solver calls, so torchdiffeq does not
+    warn about unsupported callbacks); ``AdaptiveObservedField`` adds accept/reject.
+
+    The user's own step callbacks (and adjoint callbacks) are still called. Being a Module that
+    holds the field as a submodule keeps ``odeint_adjoint``'s parameter discovery working.
+    """
+
+    def __init__(self, field: Callable, recorder: StepRecorder) -> None:
+        super().__init__()
+        self.field = field
+        self.recorder = recorder
+        for name in _ADJOINT_CALLBACKS:
+            if hasattr(field, name):
+                object.__setattr__(self, name, getattr(field, name))
+
+    def forward(self, t: torch.Tensor, y: State) -> State:
+        k = self.field(t, y)
+        self.recorder.on_eval(t, y, k)
+        return k
+
+    def _user_callback(self, name: str, t0, y0, dt) -> None:
+        callback = getattr(self.field, name, None)
+        if callback is not None:
+            callback(t0, y0, dt)
+
+    def callback_step(self, t0, y0, dt) -> None:
+        self.recorder.on_step(t0, y0, dt)
+        self._user_callback("callback_step", t0, y0, dt)
+
+
+
+class AdaptiveObservedField(ObservedField):
+    """``ObservedField`` for adaptive solvers: also sees accepted and rejected steps."""
+
+    def callback_accept_step(self, t0, y0, dt) -> None:
+        self.recorder.on_accept(t0, y0, dt)
+        self._user_callback("callback_accept_step", t0, y0, dt)
+
+    def callback_reject_step(self, t0, y0, dt) -> None:
+        self.recorder.on_reject(t0, y0, dt)
+        self._user_callback("callback_reject_step", t0, y0, dt)
