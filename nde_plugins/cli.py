@@ -13,7 +13,10 @@ import torch
 from . import get_registry, get_tableau, odeint, parse_method_spec, resolve_method
 from ._torchdiffeq import is_fixed_grid
 from .plugins import PluginError, UnknownPluginNameError
+from .regularizers import ExponentialAnnealing
 from .tableaux import Tableau, TableauError, TableauFamily
+
+STIFFNESS_DEFAULT_WEIGHT = 0.0285
 
 
 def _describe(obj: object) -> str:
@@ -128,6 +131,89 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+# Weights used by `train --compare` for a regularizer not given with --regularizer; chosen on the
+# digits task (benchmarks/digits_regularizers.py reports what was tried).
+DEFAULT_WEIGHTS = {"error_estimate": 0.1, "stiffness": STIFFNESS_DEFAULT_WEIGHT, "kinetic_energy": 0.01,
+                   "jacobian_frobenius": 0.01}
+
+
+def _value(text: str):
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return float(text)
+    except ValueError:
+        return text.strip()
+
+
+def parse_regularizer(spec: str, epochs: int) -> tuple[str, object]:
+    """``NAME[:weight=W,opt=V,...]`` or ``NAME:start=A,end=B`` (exponential annealing over the epochs)."""
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    get_registry().get("step_regularizer", name)  # unknown names fail here, with suggestions
+    options = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"--regularizer {spec!r}: {part!r} is not key=value")
+        options[key.strip()] = _value(value)
+    if "start" in options or "end" in options:
+        if "weight" in options or not ("start" in options and "end" in options):
+            raise ValueError(f"--regularizer {spec!r}: give weight=W, or start=A,end=B for annealing")
+        weight = ExponentialAnnealing(options.pop("start"), options.pop("end"), epochs)
+    elif "weight" in options:
+        weight = options.pop("weight")
+    elif name in DEFAULT_WEIGHTS:
+        weight = DEFAULT_WEIGHTS[name]
+    else:
+        raise ValueError(f"--regularizer {spec!r}: no weight given (write {name}:weight=W)")
+    return name, {"weight": weight, **options}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .experiments.compare import compare, format_table
+    from .experiments.digits import TrainConfig, train_digits
+
+    given = dict(parse_regularizer(spec, args.epochs) for spec in args.regularizer)
+    base = TrainConfig(method=args.method, rtol=args.rtol, atol=args.atol, regularizers=given, epochs=args.epochs,
+                       seed=args.seed, batch_size=args.batch_size, lr=args.lr)
+    progress = False if args.json else None
+    if not args.compare:
+        result = train_digits(base, progress=progress)
+        if args.json:
+            json.dump(result.as_dict(), sys.stdout, indent=2)
+            print()
+        else:
+            regs = ", ".join(f"{k}={v['weight']!r}" for k, v in given.items()) or "none"
+            print(f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, regularizers: {regs}, "
+                  f"{args.epochs} epochs, seed {args.seed}")
+            print(f"  train accuracy   {result.train_accuracy:.2f} %")
+            print(f"  test accuracy    {result.test_accuracy:.2f} %")
+            print(f"  prediction NFE   {result.nfe_predict}")
+            print(f"  training time    {result.train_time_s:.2f} s")
+            print(f"  prediction time  {result.predict_time_s:.4f} s")
+        return 0
+    variants = {}
+    for item in (v.strip() for v in args.compare.split(",")):
+        if item == "vanilla":
+            variants[item] = {}
+            continue
+        variants[item] = {}
+        for name in item.split("+"):
+            variants[item][name] = given.get(name) or parse_regularizer(name, args.epochs)[1]
+    results = compare(variants, base, range(args.seed, args.seed + args.seeds),
+                      run=lambda config: train_digits(config, progress=progress))
+    if args.json:
+        json.dump({name: [r.as_dict() for r in runs] for name, runs in results.items()}, sys.stdout, indent=2)
+        print()
+    else:
+        print(f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs, "
+              f"{args.seeds} seeds (mean +- std)")
+        print(format_table(results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nde-plugins", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-end", type=float, default=2 * math.pi)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("train", help="train a Neural ODE on an embedded task, optionally with regularizers")
+    p.add_argument("--task", choices=["digits"], default="digits")
+    p.add_argument("--method", default="dopri5")
+    p.add_argument("--rtol", type=float, default=1.4e-8)
+    p.add_argument("--atol", type=float, default=1.4e-8)
+    p.add_argument("--regularizer", action="append", default=[], metavar="NAME[:weight=W,...]",
+                   help="step regularizer (repeatable); start=A,end=B anneals exponentially over the epochs")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--seed", type=int, default=0, help="training seed (first seed with --seeds)")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds for --compare")
+    p.add_argument("--compare", default=None, metavar="V1,V2,...",
+                   help="variants to compare, e.g. vanilla,error_estimate,stiffness,error_estimate+stiffness")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Embedded tasks used by the CLI, the benchmarks and the tests (small, CPU-friendly, seeded)."""
