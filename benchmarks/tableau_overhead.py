@@ -5,7 +5,7 @@ Pairs that compute the same thing step for step:
     dormand_prince         vs  torchdiffeq dopri5   (adaptive)
 
 Problem: an MLP vector field (dim -> width -> width -> dim, tanh), batch 256, forward solve on
-[0, 1] and backward through the solver. Repeats are interleaved (A, B, B, A, ...) so machine noise
+[0, 1] and backward through the solver. Repeats are interleaved (A, B, then B, A, ...) so machine noise
 hits both sides alike; the ratio is median(ours) / median(torchdiffeq). NFE is counted by the
 vector field and must be equal for each pair.
 
@@ -15,11 +15,10 @@ vector field and must be equal for each pair.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torchdiffeq
+from _timing import interleaved_medians
 
 import nde_plugins  # noqa: F401  - registers the tableaux with torchdiffeq
 
@@ -41,13 +40,12 @@ class MLPField(torch.nn.Module):
 
 def one_run(
     field: MLPField, y0: torch.Tensor, t: torch.Tensor, method: str, options: dict, tol: float
-) -> tuple[float, int]:
+) -> int:
     field.nfe = 0
     field.zero_grad(set_to_none=True)
-    start = time.perf_counter()
     y = torchdiffeq.odeint(field, y0, t, method=method, options=options, rtol=tol, atol=tol)
     y[-1].square().mean().backward()
-    return time.perf_counter() - start, field.nfe
+    return field.nfe
 
 
 CASES = [
@@ -75,24 +73,15 @@ def main() -> None:
           f"dim {args.dim}, width {args.width}, {args.repeats} interleaved repeats, forward+backward")
     print(f"{'case':28s} {'ours ms':>9s} {'upstream ms':>12s} {'ratio':>7s} {'NFE ours':>9s} {'NFE up':>7s}")
     for label, (ours, ours_opts), (upstream, up_opts) in CASES:
-        for _ in range(3):  # warm-up both
-            one_run(field, y0, t, ours, ours_opts, args.tol)
-            one_run(field, y0, t, upstream, up_opts, args.tol)
-        times_ours, times_up = [], []
-        for i in range(args.repeats):
-            # Alternate which side goes first (ABBA...) so neither always runs on a warmer cache.
-            for side in ((0, 1) if i % 2 == 0 else (1, 0)):
-                if side == 0:
-                    dt, nfe_ours = one_run(field, y0, t, ours, ours_opts, args.tol)
-                    times_ours.append(dt)
-                else:
-                    dt, nfe_up = one_run(field, y0, t, upstream, up_opts, args.tol)
-                    times_up.append(dt)
-        m_ours, m_up = statistics.median(times_ours), statistics.median(times_up)
-        flag = "" if nfe_ours == nfe_up else "  NFE MISMATCH"
-        print(f"{label:28s} {m_ours * 1e3:9.2f} {m_up * 1e3:12.2f} {m_ours / m_up:7.3f} "
-              f"{nfe_ours:9d} {nfe_up:7d}{flag}")
+        nfe: dict[str, int] = {}
 
+        def run(key, method, options, nfe=nfe):
+            return lambda: nfe.__setitem__(key, one_run(field, y0, t, method, options, args.tol))
+
+        m_ours, m_up = interleaved_medians([run("ours", ours, ours_opts), run("up", upstream, up_opts)], args.repeats)
+        flag = "" if nfe["ours"] == nfe["up"] else "  NFE MISMATCH"
+        print(f"{label:28s} {m_ours * 1e3:9.2f} {m_up * 1e3:12.2f} {m_ours / m_up:7.3f} "
+              f"{nfe['ours']:9d} {nfe['up']:7d}{flag}")
 
 if __name__ == "__main__":
     main()

@@ -122,8 +122,9 @@ def test_fixed_grid_pair_error_ratio_matches_the_adaptive_formula():
 
 def test_stiffness_estimate_approaches_the_dominant_eigenvalue():
     a = torch.tensor([[-1.0, 0.5], [0.0, -30.0]], dtype=F64)
-    _, stats = nde.odeint(lambda t, y: y @ a.T, torch.tensor([1.0, 1.0], dtype=F64), torch.tensor([0.0, 1.0], dtype=F64),
-                          method="dopri5", rtol=1e-8, atol=1e-8, return_stats=True, keep_stages=True)
+    y0, t = torch.tensor([1.0, 1.0], dtype=F64), torch.tensor([0.0, 1.0], dtype=F64)
+    _, stats = nde.odeint(lambda t, y: y @ a.T, y0, t, method="dopri5", rtol=1e-8, atol=1e-8, return_stats=True,
+                          keep_stages=True)
     s = stats.stiffness_estimates()
     assert s.max().item() <= 30.0 * 1.001
     assert s[len(s) // 2:].median().item() == pytest.approx(30.0, rel=0.05)
