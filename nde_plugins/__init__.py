@@ -8,6 +8,7 @@ Importing the package makes every registered tableau usable as a method of plain
 __version__ = "0.1.0"
 
 from . import _torchdiffeq
+from .diffusions import Diffusion
 from .hookspecs import hookimpl, hookspec
 from .ode import MethodLike, ODEBlock, odeint, parse_method_spec, resolve_method, torchdiffeq_method_names
 from .plugins import (
@@ -27,6 +28,7 @@ from .plugins import (
     unregister_plugin,
 )
 from .regularizers import ErrorEstimate, ExponentialAnnealing, JacobianFrobenius, KineticEnergy, Stiffness
+from .sde import SDEBlock
 from .stats import SolverPlan, Stage, StepRecord, StepStats
 from .tableaux import Tableau, TableauError, TableauFamily
 
@@ -47,6 +49,8 @@ _torchdiffeq.install()
 
 __all__ = [
     "DISABLE_ENTRY_POINTS_ENV",
+    "Diffusion",
+    "SDEBlock",
     "ErrorEstimate",
     "ExponentialAnnealing",
     "JacobianFrobenius",

@@ -36,8 +36,10 @@ def register_tableaux(register):
 def register_diffusions(register):
     """Contribute SDE noise diffusions.
 
-    Call ``register(name, factory)``: ``factory(drift, **options)`` returns a callable
-    ``G(t, h) -> Tensor`` of the state's shape (diagonal noise) used by ``SDEBlock``.
+    Call ``register(name, factory)``: ``factory(drift, **options)`` returns a
+    ``nde_plugins.Diffusion`` module whose ``forward(t, h, f)`` gives G(h, t) in the state's shape
+    (diagonal Ito noise); ``f`` is the drift value at (t, h) when the module sets
+    ``uses_drift = True``, so the drift is evaluated once and shared. ``SDEBlock`` uses it.
     """
 
 

@@ -106,14 +106,15 @@ def odeint(
     """
     name, opts = resolve_method(method, options)
     if return_stats:
-        return _observed_solve(func, y0, t, name, opts, rtol, atol, adjoint, keep_stages, kwargs)
+        plan = _torchdiffeq.solver_plan(name, opts)
+        return _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs)
     if keep_stages:
         raise ValueError("keep_stages=True only applies with return_stats=True")
     return _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs)
 
 
-def _observed_solve(func, y0, t, name, opts, rtol, atol, adjoint, keep_stages, kwargs):
-    plan = _torchdiffeq.solver_plan(name, opts)
+def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs):
+    opts = dict(opts)
     is_tuple = not isinstance(y0, torch.Tensor)
     recorder = StepRecorder(
         plan,
@@ -217,24 +218,20 @@ class ODEBlock(torch.nn.Module):
         if self._vjp_inputs and not x.requires_grad and torch.is_grad_enabled():
             # The Jacobian probe differentiates each stage w.r.t. its input, the first one being x.
             x = x.detach().requires_grad_(True)
-        kwargs = {"rtol": self.rtol, "atol": self.atol, "method": self.method_name, "options": self.options,
-                  "adjoint": self.adjoint}
+        # The method was resolved once in __init__; go straight to the solve.
+        name, opts = self.method_name, dict(self.options)
         if self.record_stats:
-            z, self.stats = odeint(self.field, x, t, return_stats=True, keep_stages=self._keep_stages, **kwargs)
+            z, self.stats = _observed_solve(self.field, x, t, name, opts, self.plan, self.rtol, self.atol,
+                                            self.adjoint, self._keep_stages, {})
         else:
-            z = odeint(self.field, x, t, **kwargs)
+            z = _solve(self.field, x, t, name, opts, self.rtol, self.atol, self.adjoint, {})
         return z if self.return_all else z[-1]
 
     def regularization(self) -> torch.Tensor:
         """sum_r weight_r(epoch) * r(stats) over the last forward call."""
-        if self.stats is None:
-            raise RuntimeError("regularization() reads the statistics of the last forward call; call the block first")
-        total = torch.zeros(())
-        for reg in self.regularizers:
-            weight = reg.weight_at(self.epoch)
-            if weight:
-                total = total + weight * reg.regularizer(self.stats)
-        return total
+        from .regularizers import weighted_regularization
+
+        return weighted_regularization(self.regularizers, self.stats, self.epoch)
 
     def extra_repr(self) -> str:
         regs = ", ".join(f"{r.name}={r.weight!r}" for r in self.regularizers)

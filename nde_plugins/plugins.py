@@ -35,7 +35,11 @@ from .tableaux import Tableau, TableauFamily
 
 ENTRY_POINT_GROUP = "nde_plugins"
 DISABLE_ENTRY_POINTS_ENV = "NDE_PLUGINS_DISABLE_ENTRY_POINTS"
-DEFAULT_PLUGINS: tuple[str, ...] = ("nde_plugins.tableaux.builtin", "nde_plugins.regularizers")
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "nde_plugins.tableaux.builtin",
+    "nde_plugins.regularizers",
+    "nde_plugins.diffusions",
+)
 
 #: plugin kind -> the hook that contributes it
 KINDS: dict[str, str] = {

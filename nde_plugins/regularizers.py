@@ -42,11 +42,9 @@ class ErrorEstimate:
         self.power, self.reduce = float(power), reduce
 
     def __call__(self, stats: StepStats) -> torch.Tensor:
-        steps = stats.accepted
-        if not steps:
+        errors, h = stats.error_terms()
+        if errors.numel() == 0:
             return torch.zeros(())
-        errors = stats.error_ratios()
-        h = torch.tensor([abs(s.h) for s in steps], dtype=errors.dtype, device=errors.device)
         terms = (errors if self.power == 1.0 else errors.square()) * h
         return terms.sum() if self.reduce == "sum" else terms.mean()
 
@@ -66,9 +64,9 @@ class Stiffness:
         self.reduce, self.normalize = reduce, bool(normalize)
 
     def __call__(self, stats: StepStats) -> torch.Tensor:
-        if not stats.accepted:
-            return torch.zeros(())
         s = stats.stiffness_estimates()
+        if s.numel() == 0:
+            return torch.zeros(())
         if self.normalize:
             s = s / STABILITY_REGION_SIZE
         return {"sum": s.sum, "max": s.max, "mean": s.mean}[self.reduce]()
@@ -213,9 +211,14 @@ def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool
         if "error_estimate" in needs and not plan.has_error_estimate:
             raise ValueError(
                 f"regularizer {reg.name!r} needs the solver's error estimate, and method {plan.method!r} has none "
-                f"here; use an adaptive method or embedded pair: {', '.join(solvers_with_estimates)}"
+                f"here; use one that has: {', '.join(solvers_with_estimates)}"
             )
-        if "stiffness" in needs and plan.equal_c_pair is None:
+        if "stiffness" in needs and not plan.has_stiffness_estimate and plan.kind == "sde":
+            raise ValueError(
+                f"regularizer {reg.name!r} needs the stiffness estimate, recorded for SDE solves with "
+                f"{', '.join(solvers_with_estimates)} only; method {plan.method!r} has none"
+            )
+        if "stiffness" in needs and not plan.has_stiffness_estimate:
             raise ValueError(
                 f"regularizer {reg.name!r} needs two stages with equal c for Shampine's stiffness estimate; "
                 f"method {plan.method!r} has none (c = {list(plan.c)}). dopri5, tsitouras5, dormand_prince and "
@@ -223,3 +226,15 @@ def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool
             )
         if "stages" in needs and plan.mode == "other":
             raise ValueError(f"regularizer {reg.name!r} needs Runge-Kutta stages; method {plan.method!r} has none")
+
+
+def weighted_regularization(regularizers: list[WeightedRegularizer], stats, epoch: int) -> torch.Tensor:
+    """sum_r weight_r(epoch) * r(stats): what ``ODEBlock``/``SDEBlock.regularization()`` return."""
+    if stats is None:
+        raise RuntimeError("regularization() reads the statistics of the last forward call; call the block first")
+    total = torch.zeros(())
+    for reg in regularizers:
+        weight = reg.weight_at(epoch)
+        if weight:
+            total = total + weight * reg.regularizer(stats)
+    return total

@@ -59,6 +59,10 @@ class SolverPlan:
     c: tuple[float, ...] = ()
     b: tuple[float, ...] = ()
     b_hat: tuple[float, ...] | None = None
+    kind: str = "ode"
+    # For SDE solves the estimates do not come from a tableau; these say what is recorded.
+    error_estimate: bool | None = None
+    stiffness_estimate: bool | None = None
 
     @property
     def stages(self) -> int:
@@ -66,7 +70,15 @@ class SolverPlan:
 
     @property
     def has_error_estimate(self) -> bool:
+        if self.error_estimate is not None:
+            return self.error_estimate
         return self.b_hat is not None and self.mode in ("adaptive", "fixed")
+
+    @property
+    def has_stiffness_estimate(self) -> bool:
+        if self.stiffness_estimate is not None:
+            return self.stiffness_estimate
+        return self.equal_c_pair is not None
 
     @property
     def equal_c_pair(self) -> tuple[int, int] | None:
@@ -113,6 +125,7 @@ class StepStats:
     steps: list[StepRecord] = field(default_factory=list)
     nfe_forward: int = 0
     nfe_backward: int = 0
+    nfe_diffusion: int = 0  # SDE solves: diffusion evaluations (nfe_forward counts the drift)
     rtol: float = 0.0
     atol: float = 0.0
 
@@ -136,20 +149,23 @@ class StepStats:
     def nfe(self) -> int:
         return self.nfe_forward + self.nfe_backward
 
-    def error_ratios(self, accepted_only: bool = True) -> torch.Tensor:
-        """E_j of the (accepted) steps as one tensor; raises if the solver has no error estimate."""
-        steps = self.accepted if accepted_only else self.steps
-        values = [s.error_ratio for s in steps if s.error_ratio is not None]
-        if len(values) != len(steps):
-            raise ValueError(f"method {self.method!r} recorded no error estimate for some steps")
+    def error_ratios(self) -> torch.Tensor:
+        """E_j of the accepted steps that have one, as one tensor (empty if none)."""
+        values = [s.error_ratio for s in self.accepted if s.error_ratio is not None]
         return torch.stack(values) if values else torch.zeros(0)
 
-    def stiffness_estimates(self, accepted_only: bool = True) -> torch.Tensor:
-        """S_j of the (accepted) steps as one tensor."""
-        steps = self.accepted if accepted_only else self.steps
-        values = [s.stiffness for s in steps if s.stiffness is not None]
-        if len(values) != len(steps):
-            raise ValueError(f"method {self.method!r} recorded no stiffness estimate for some steps")
+    def error_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E_j, |h_j|) over accepted steps that have an error ratio; |h_j| without a graph."""
+        steps = [s for s in self.accepted if s.error_ratio is not None]
+        if not steps:
+            return torch.zeros(0), torch.zeros(0)
+        errors = torch.stack([s.error_ratio for s in steps])
+        h = torch.tensor([abs(s.h) for s in steps], dtype=errors.dtype, device=errors.device)
+        return errors, h
+
+    def stiffness_estimates(self) -> torch.Tensor:
+        """S_j of the accepted steps that have one, as one tensor (empty if none)."""
+        values = [s.stiffness for s in self.accepted if s.stiffness is not None]
         return torch.stack(values) if values else torch.zeros(0)
 
     def step_sizes(self, accepted_only: bool = True) -> list[float]:
@@ -161,6 +177,7 @@ class StepStats:
             "method": self.method,
             "nfe_forward": self.nfe_forward,
             "nfe_backward": self.nfe_backward,
+            **({"nfe_diffusion": self.nfe_diffusion} if self.plan.kind == "sde" else {}),
             "steps_accepted": self.steps_accepted,
             "steps_rejected": self.steps_rejected,
         }
@@ -356,6 +373,9 @@ class ObservedField(torch.nn.Module):
         k = self.field(t, y)
         self.recorder.on_eval(t, y, k)
         return k
+
+    # Called once per stage: skip nn.Module's hook machinery (no hooks are ever put on this wrapper).
+    __call__ = forward
 
     def _user_callback(self, name: str, t0, y0, dt) -> None:
         callback = getattr(self.field, name, None)

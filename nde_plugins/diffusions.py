@@ -1,0 +1,125 @@
+"""Built-in noise diffusions (diagonal, Ito), registered through ``register_diffusions``.
+
+Liu et al., "Neural SDE: Stabilizing Neural ODE Networks with Stochastic Noise" (seed 000) turn a
+Neural ODE dh = f(h, t) dt into dh = f(h, t) dt + G(h, t) dB. A diffusion plugin provides G:
+``register(name, factory)`` where ``factory(drift, **options)`` returns a ``Diffusion`` module.
+
+A ``Diffusion`` computes ``forward(t, h, f)`` -> G of h's shape (diagonal noise), where ``f`` is
+the drift value f(t, h) when the diffusion declares ``uses_drift = True`` (the SDE then evaluates
+the drift once per stage and shares it) and None otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from .hookspecs import hookimpl
+
+
+class Diffusion(torch.nn.Module):
+    """Base class: ``forward(t, h, f)`` returns the diagonal of G(h, t), shaped like ``h``."""
+
+    uses_drift = False
+    is_zero = False
+
+
+class NoDiffusion(Diffusion):
+    """G = 0: the SDE is the ODE (solved by the SDE solver, so steps and noise handling match)."""
+
+    is_zero = True
+
+    def forward(self, t, h, f=None):
+        return torch.zeros_like(h)
+
+
+def _sigma(name: str, sigma, learnable: bool) -> torch.Tensor:
+    value = torch.as_tensor(sigma, dtype=torch.get_default_dtype())
+    if value.dim() > 1:
+        raise ValueError(f"{name}: sigma must be a scalar or one value per channel, got shape {tuple(value.shape)}")
+    if not torch.isfinite(value).all() or (value < 0).any():
+        raise ValueError(f"{name}: sigma must be finite and >= 0, got {sigma!r}")
+    return torch.nn.Parameter(value.clone()) if learnable else value.clone()
+
+
+class AdditiveDiffusion(Diffusion):
+    """G = sigma (scalar or one value per channel); learnable sigma enters as |sigma|."""
+
+    def __init__(self, sigma: float | Sequence[float] | torch.Tensor = 0.1, learnable: bool = False) -> None:
+        super().__init__()
+        sigma = _sigma("additive", sigma, learnable)
+        if learnable:
+            self.sigma = sigma
+        else:
+            self.register_buffer("sigma", sigma)
+
+    def forward(self, t, h, f=None):
+        return self.sigma.abs().to(h.dtype).expand_as(h)
+
+
+class MultiplicativeDiffusion(Diffusion):
+    """G = sigma * h (elementwise; sigma scalar or per channel)."""
+
+    def __init__(self, sigma: float | Sequence[float] | torch.Tensor = 0.1, learnable: bool = False) -> None:
+        super().__init__()
+        sigma = _sigma("multiplicative", sigma, learnable)
+        if learnable:
+            self.sigma = sigma
+        else:
+            self.register_buffer("sigma", sigma)
+
+    def forward(self, t, h, f=None):
+        return self.sigma.abs().to(h.dtype) * h
+
+
+class DropoutDiffusion(Diffusion):
+    """G = sqrt((1 - p) / p) * f(h, t): the diffusion limit of dropout with keep probability p."""
+
+    uses_drift = True
+
+    def __init__(self, p: float = 0.9) -> None:
+        super().__init__()
+        p = float(p)
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"dropout: keep probability p must satisfy 0 < p <= 1, got {p}")
+        self.p = p
+        self.scale = math.sqrt((1.0 - p) / p)
+        self.is_zero = p == 1.0
+
+    def forward(self, t, h, f=None):
+        return self.scale * f
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class LearnedDiffusion(Diffusion):
+    """G = network(t, h): any module mapping (t, h) to a tensor of h's shape."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        if not callable(network):
+            raise TypeError(f"learned: network must be a callable module (t, h) -> G, got {type(network).__name__}")
+        self.network = network
+
+    def forward(self, t, h, f=None):
+        return self.network(t, h)
+
+
+def _factory(cls):
+    def factory(drift, **options):
+        return cls(**options)
+
+    factory.__doc__ = cls.__doc__
+    return factory
+
+
+@hookimpl
+def register_diffusions(register):
+    register("none", _factory(NoDiffusion))
+    register("additive", _factory(AdditiveDiffusion))
+    register("multiplicative", _factory(MultiplicativeDiffusion))
+    register("dropout", _factory(DropoutDiffusion))
+    register("learned", _factory(LearnedDiffusion))

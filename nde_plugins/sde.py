@@ -1,0 +1,330 @@
+"""``SDEBlock``: a Neural SDE layer, drift + diffusion plugin, solved by ``torchsde.sdeint``.
+
+Only torchsde's public API is used (``sdeint``, ``sdeint_adjoint``, ``BrownianInterval``). The SDE
+object handed to torchsde is ours, so the solve is observed through it: every drift and diffusion
+evaluation passes through ``_BlockSDE``.
+
+Step statistics (Euler-Maruyama, the scheme of the Neural SDE paper): torchsde's Euler makes one
+``f_and_g_prod(t, y, dW)`` call per step, at the step's start, so the calls *are* the steps.
+
+- fixed ``dt``: steps are consecutive calls. E_j is the drift's trapezoid defect
+  rms((h_j / 2) (f_{j+1} - f_j) / (atol + rtol max(|y_j|, |y_{j+1}|))): the local error of the
+  Euler drift update against the trapezoid rule, free because f_{j+1} is the next step's
+  evaluation. The last step has none (no evaluation follows it).
+- ``adaptive=True``: torchsde compares one full step with two half steps, three calls per attempt,
+  and computes the error without a graph. E_j is rebuilt from the recorded calls with torchsde's
+  formula, rms((y_full - y_half) / max(rtol max(|y_full|, |y_half|) + atol, 1e-7)), now with its
+  graph; a step was accepted when the next attempt starts at its end.
+- S_j (both modes) is a Lipschitz ratio of successive drift evaluations,
+  ||f_{j+1} - f_j|| / ||y_{j+1} - y_j||, an estimate of the drift Jacobian's scale along the path
+  (the SDE analogue of Shampine's estimate: a difference quotient of f between two nearby states).
+
+Other torchsde methods are solved and counted (drift and diffusion NFE), without per-step values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+import torchsde
+
+from .plugins import get_registry
+from .regularizers import build_regularizers, check_supported, weighted_regularization
+from .stats import SolverPlan, Stage, StepRecord, StepStats, rms
+
+# torchsde methods for Ito SDEs with diagonal noise (what SDEBlock builds), and whether
+# sdeint_adjoint accepts them. The others in torchsde solve Stratonovich SDEs.
+ITO_DIAGONAL_METHODS = {"euler": True, "milstein": True, "srk": False}
+STRATONOVICH_METHODS = ("midpoint", "heun", "log_ode", "euler_heun", "reversible_heun", "adjoint_reversible_heun")
+STEP_STATISTICS_METHODS = ("euler",)
+
+
+def _check_method(method: str, adjoint: bool) -> None:
+    if method in STRATONOVICH_METHODS:
+        raise ValueError(
+            f"torchsde method {method!r} solves Stratonovich SDEs; SDEBlock builds Ito SDEs with diagonal noise: "
+            f"use one of {sorted(ITO_DIAGONAL_METHODS)}"
+        )
+    if method not in ITO_DIAGONAL_METHODS:
+        raise ValueError(f"unknown torchsde method {method!r}; for Ito diagonal noise use one of "
+                         f"{sorted(ITO_DIAGONAL_METHODS)}")
+    if adjoint and not ITO_DIAGONAL_METHODS[method]:
+        usable = sorted(m for m, ok in ITO_DIAGONAL_METHODS.items() if ok)
+        raise ValueError(f"torchsde method {method!r} cannot be used with adjoint=True; use one of {usable}, "
+                         "or adjoint=False")
+
+
+class _SDERecorder:
+    """Collects the drift/diffusion evaluations of one solve and turns them into ``StepStats``."""
+
+    def __init__(self, plan: SolverPlan, t1: float, rtol: float, atol: float, adaptive: bool, keep: bool) -> None:
+        self.stats = StepStats(plan, rtol=rtol, atol=atol)
+        self.t1, self.adaptive, self.keep = t1, adaptive, keep
+        self.calls: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.backward = False
+
+    def count(self, drift: int, diffusion: int) -> None:
+        if self.backward:
+            self.stats.nfe_backward += drift
+        else:
+            self.stats.nfe_forward += drift
+            self.stats.nfe_diffusion += diffusion
+
+    def record(self, t: torch.Tensor, y: torch.Tensor, f: torch.Tensor, g_prod: torch.Tensor) -> None:
+        if not self.backward and self.keep:
+            self.calls.append((float(t), y, f, g_prod))
+
+    def finish(self) -> StepStats:
+        self.backward = True
+        if self.keep and self.stats.plan.method in STEP_STATISTICS_METHODS:
+            calls = self.calls[1:]  # the first call is torchsde's contract probe at (t0, y0)
+            steps = self._adaptive_steps(calls) if self.adaptive else self._fixed_steps(calls)
+            self._add_stiffness(steps)
+            self.stats.steps = [record for record, _ in steps]
+        self.calls = []
+        return self.stats
+
+    def _error_scale(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.stats.atol + self.stats.rtol * torch.maximum(a.abs(), b.abs())
+
+    def _fixed_steps(self, calls):
+        steps = []
+        for i, (t0, y0, f0, _) in enumerate(calls):
+            t_next = calls[i + 1][0] if i + 1 < len(calls) else self.t1
+            h = t_next - t0
+            record = StepRecord(t0, h, True, stages=[Stage(torch.tensor(t0), y0, f0)])
+            if i + 1 < len(calls):
+                _, y1, f1, _ = calls[i + 1]
+                record.error_ratio = rms(0.5 * h * (f1 - f0) / self._error_scale(y0, y1))
+            steps.append((record, (y0, f0)))
+        return steps
+
+    def _adaptive_steps(self, calls):
+        steps = []
+        attempts = [calls[i:i + 3] for i in range(0, len(calls) - len(calls) % 3, 3)]
+        for n, ((t0, y0, f_full, g_full), _, (tm, ym, f_half, g_half)) in enumerate(attempts):
+            t1 = 2 * tm - t0
+            y_full = y0 + f_full * (t1 - t0) + g_full
+            y_half = ym + f_half * (t1 - tm) + g_half
+            tol = (self.stats.rtol * torch.maximum(y_full.abs(), y_half.abs()) + self.stats.atol).clamp_min(1e-7)
+            error = rms((y_full - y_half) / tol).clamp_min(1e-7)
+            # Accepted when the next attempt starts at this one's end; the last attempt always was.
+            accepted = n + 1 == len(attempts) or abs(attempts[n + 1][0][0] - t1) < abs(attempts[n + 1][0][0] - t0)
+            record = StepRecord(t0, t1 - t0, accepted, error_ratio=error, stages=[Stage(torch.tensor(t0), y0, f_full)])
+            steps.append((record, (y0, f_full)))
+        return steps
+
+    @staticmethod
+    def _add_stiffness(steps) -> None:
+        accepted = [(record, start) for record, start in steps if record.accepted]
+        for (record, (y0, f0)), (_, (y1, f1)) in zip(accepted, accepted[1:]):
+            den = rms(y1 - y0)
+            record.stiffness = torch.where(den > 0, rms(f1 - f0) / den.clamp_min(torch.finfo(den.dtype).tiny),
+                                           torch.zeros_like(den))
+
+
+class _BlockSDE(torch.nn.Module):
+    """The SDE object torchsde integrates: Ito, diagonal noise, drift and diffusion from the block."""
+
+    noise_type = "diagonal"
+    sde_type = "ito"
+
+    def __init__(self, drift: Callable, diffusion: torch.nn.Module) -> None:
+        super().__init__()
+        self.drift = drift
+        self.diffusion = diffusion
+        self.noise_on = True
+        self.recorder: _SDERecorder | None = None
+
+    def _count(self, drift: int, diffusion: int) -> None:
+        if self.recorder is not None:
+            self.recorder.count(drift, diffusion)
+
+    def _g_from(self, t, y, f):
+        if not self.noise_on or self.diffusion.is_zero:
+            return torch.zeros_like(y)
+        g = self.diffusion(t, y, f if self.diffusion.uses_drift else None)
+        self._count(0, 1)
+        if g.shape != y.shape:
+            raise ValueError(
+                f"diffusion {type(self.diffusion).__name__} returned shape {tuple(g.shape)} for a state of shape "
+                f"{tuple(y.shape)}; diagonal noise needs one value per state entry"
+            )
+        return g
+
+    def _f_and_g(self, t, y):
+        f = self.drift(t, y)
+        self._count(1, 0)
+        return f, self._g_from(t, y, f)
+
+
+class _EulerSDE(_BlockSDE):
+    """Only ``f_and_g_prod``: what Euler-Maruyama calls, one drift evaluation per step shared with a
+    drift-based diffusion, and one contract probe in torchsde's ``check_contract`` instead of several."""
+
+    def f_and_g_prod(self, t, y, v):
+        f, g = self._f_and_g(t, y)
+        g_prod = g * v
+        if self.recorder is not None:
+            self.recorder.record(t, y, f, g_prod)
+        return f, g_prod
+
+
+class _GeneralSDE(_BlockSDE):
+    """``f``, ``g`` and ``f_and_g``: what Milstein, SRK and the adjoint SDE need."""
+
+    def f(self, t, y):
+        self._count(1, 0)
+        return self.drift(t, y)
+
+    def g(self, t, y):
+        if self.diffusion.uses_drift and self.noise_on and not self.diffusion.is_zero:
+            return self._f_and_g(t, y)[1]
+        return self._g_from(t, y, None)
+
+    def f_and_g(self, t, y):
+        return self._f_and_g(t, y)
+
+
+class SDEBlock(torch.nn.Module):
+    """A continuous-depth layer dh = f(h, t) dt + G(h, t) dB, solved with torchsde.
+
+    Args:
+        drift: the drift ``f(t, h)`` (usually an ``nn.Module``), states shaped (batch, channels).
+        diffusion: a registered diffusion name (``none``, ``additive``, ``multiplicative``,
+            ``dropout``, ``learned`` or a plugin's) or a ``Diffusion`` module.
+        diffusion_options: options of the diffusion factory (``{"p": 0.9}``, ``{"sigma": 0.1}``).
+        t: ``(t0, t1)`` or a 1-D tensor of output times.
+        method: a torchsde method for Ito diagonal noise: ``euler`` (Euler-Maruyama), ``milstein``,
+            ``srk``.
+        dt: the step (the initial one with ``adaptive=True``); ``rtol``, ``atol``, ``dt_min``: torchsde's.
+        adjoint: use ``torchsde.sdeint_adjoint``.
+        test_time_noise: in eval mode, average ``samples`` noisy solves (seed 000's TTN) instead of
+            solving with the noise off.
+        seed / generator: make the Brownian paths reproducible: each call draws the path's entropy
+            from the generator (from ``seed``, or torch's global generator if neither is given).
+        regularizers: as for ``ODEBlock``; step statistics need ``method="euler"``.
+        return_all: return the states at all times of ``t``.
+
+    ``forward(x)`` returns h(t1) (training: one noisy solve; eval: the noise-off solve or the TTN
+    mean; ``return_samples=True`` gives the TTN samples stacked first). ``.stats`` and
+    ``.regularization()`` behave as on ``ODEBlock`` (``stats.nfe_forward`` counts drift
+    evaluations, ``stats.nfe_diffusion`` diffusion evaluations).
+    """
+
+    def __init__(
+        self,
+        drift: Callable[..., Any],
+        diffusion: str | torch.nn.Module = "none",
+        diffusion_options: Mapping[str, Any] | None = None,
+        t: Any = (0.0, 1.0),
+        method: str = "euler",
+        dt: float = 0.1,
+        adaptive: bool = False,
+        rtol: float = 1e-5,
+        atol: float = 1e-4,
+        dt_min: float = 1e-5,
+        adjoint: bool = False,
+        test_time_noise: bool = False,
+        samples: int = 1,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        regularizers: Mapping[str, Any] | None = None,
+        return_all: bool = False,
+        record_stats: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_method(method, adjoint)
+        if isinstance(diffusion, str):
+            factory = get_registry().get("diffusion", diffusion)
+            diffusion = factory(drift, **dict(diffusion_options or {}))
+        elif diffusion_options:
+            raise ValueError("diffusion_options only apply when diffusion is given by name")
+        if not isinstance(diffusion, torch.nn.Module) or not hasattr(diffusion, "uses_drift"):
+            raise TypeError("diffusion must be a registered name or a nde_plugins.diffusions.Diffusion module")
+        samples = int(samples)
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1 (the number of noisy solves averaged at test time), got {samples}")
+        if test_time_noise and diffusion.is_zero:
+            raise ValueError("test_time_noise averages noisy solves, but the diffusion is zero; drop one of them")
+        if dt <= 0:
+            raise ValueError(f"dt must be > 0, got {dt}")
+        t = torch.as_tensor(t, dtype=torch.get_default_dtype())
+        if t.dim() != 1 or len(t) < 2 or not bool((t[1:] > t[:-1]).all()):
+            raise ValueError(f"t must be 1-D, increasing, with at least two times; got {t.tolist()}")
+        self.register_buffer("t", t, persistent=False)
+        self.sde = (_GeneralSDE if adjoint or method != "euler" else _EulerSDE)(drift, diffusion)
+        self.method, self.dt, self.adaptive = method, float(dt), adaptive
+        self.rtol, self.atol, self.dt_min, self.adjoint = rtol, atol, dt_min, adjoint
+        self.test_time_noise, self.samples, self.return_all = test_time_noise, samples, return_all
+        self.record_stats = record_stats
+        self._generator = generator if generator is not None else (
+            torch.Generator().manual_seed(seed) if seed is not None else None
+        )
+        steps_observable = method in STEP_STATISTICS_METHODS and not adjoint
+        self.plan = SolverPlan(method, "adaptive" if adaptive else "fixed", c=(0.0,), b=(1.0,), kind="sde",
+                               error_estimate=steps_observable, stiffness_estimate=steps_observable)
+        self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
+        if self.regularizers and not record_stats:
+            raise ValueError("regularizers read the step statistics: record_stats must stay True")
+        check_supported(self.regularizers, self.plan, adjoint, list(STEP_STATISTICS_METHODS))
+        self.epoch = 1
+        self.stats: StepStats | None = None
+
+    @property
+    def drift(self):
+        return self.sde.drift
+
+    @property
+    def diffusion(self):
+        return self.sde.diffusion
+
+    def _entropy(self) -> int:
+        return int(torch.randint(0, 2**62, (1,), generator=self._generator).item())
+
+    def _solve(self, x: torch.Tensor, noise_on: bool) -> torch.Tensor:
+        t = self.t.to(device=x.device, dtype=x.dtype)
+        bm = torchsde.BrownianInterval(
+            t0=float(t[0]), t1=float(t[-1]), size=x.shape, dtype=x.dtype, device=x.device, entropy=self._entropy(),
+            levy_area_approximation="space-time" if self.method == "srk" else "none",
+        )
+        recorder = None
+        if self.record_stats:
+            recorder = _SDERecorder(self.plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=True)
+        self.sde.recorder, self.sde.noise_on = recorder, noise_on
+        kwargs = dict(bm=bm, method=self.method, dt=self.dt, adaptive=self.adaptive, rtol=self.rtol,
+                      atol=self.atol, dt_min=self.dt_min)
+        try:
+            if self.adjoint:
+                ys = torchsde.sdeint_adjoint(self.sde, x, t, adjoint_method=self.method, **kwargs)
+            else:
+                ys = torchsde.sdeint(self.sde, x, t, **kwargs)
+        finally:
+            self.sde.noise_on = True
+        if recorder is not None:
+            self.stats = recorder.finish()
+        if not bool(torch.isfinite(ys[-1]).all()):
+            raise FloatingPointError(f"non-finite state at the final time t = {float(t[-1]):.6g} in an SDE solve")
+        return ys
+
+    def forward(self, x: torch.Tensor, return_samples: bool = False) -> torch.Tensor:
+        if x.dim() != 2:
+            raise ValueError(f"SDEBlock needs inputs shaped (batch, channels) as torchsde does; got {tuple(x.shape)} "
+                             "(flatten other dimensions first, e.g. x.flatten(1))")
+        if self.training or not self.test_time_noise:
+            ys = self._solve(x, noise_on=self.training)
+            out = ys if self.return_all else ys[-1]
+            return out.unsqueeze(0) if return_samples else out
+        # Test-time noise: all samples in one batched solve, then the mean over samples.
+        ys = self._solve(x.repeat(self.samples, 1), noise_on=True)
+        ys = ys.reshape(ys.shape[0], self.samples, *x.shape)
+        per_sample = (ys if self.return_all else ys[-1:]).movedim(1, 0)
+        if not self.return_all:
+            per_sample = per_sample[:, 0]
+        return per_sample if return_samples else per_sample.mean(0)
+
+    def regularization(self) -> torch.Tensor:
+        """sum_r weight_r(epoch) * r(stats) over the last forward call."""
+        return weighted_regularization(self.regularizers, self.stats, self.epoch)
