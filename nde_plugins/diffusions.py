@@ -56,7 +56,8 @@ class AdditiveDiffusion(Diffusion):
             self.register_buffer("sigma", sigma)
 
     def forward(self, t, h, f=None):
-        return self.sigma.abs().to(h.dtype).expand_as(h)
+        sigma = self.sigma.abs() if self.sigma.requires_grad else self.sigma  # fixed sigma is validated >= 0
+        return sigma.to(h.dtype).expand_as(h)
 
 
 class MultiplicativeDiffusion(Diffusion):
@@ -71,7 +72,8 @@ class MultiplicativeDiffusion(Diffusion):
             self.register_buffer("sigma", sigma)
 
     def forward(self, t, h, f=None):
-        return self.sigma.abs().to(h.dtype) * h
+        sigma = self.sigma.abs() if self.sigma.requires_grad else self.sigma
+        return sigma.to(h.dtype) * h
 
 
 class DropoutDiffusion(Diffusion):

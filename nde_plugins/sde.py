@@ -80,49 +80,62 @@ class _SDERecorder:
         self.backward = True
         if self.keep and self.stats.plan.method in STEP_STATISTICS_METHODS:
             calls = self.calls[1:]  # the first call is torchsde's contract probe at (t0, y0)
-            steps = self._adaptive_steps(calls) if self.adaptive else self._fixed_steps(calls)
-            self._add_stiffness(steps)
-            self.stats.steps = [record for record, _ in steps]
+            self.stats._steps = self._adaptive_steps(calls) if self.adaptive else self._fixed_steps(calls)
+            self.stats._pending = self._estimates(calls)
         self.calls = []
         return self.stats
 
     def _error_scale(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.stats.atol + self.stats.rtol * torch.maximum(a.abs(), b.abs())
 
-    def _fixed_steps(self, calls):
+    def _fixed_steps(self, calls) -> list[StepRecord]:
         steps = []
         for i, (t0, y0, f0, _) in enumerate(calls):
             t_next = calls[i + 1][0] if i + 1 < len(calls) else self.t1
-            h = t_next - t0
-            record = StepRecord(t0, h, True, stages=[Stage(torch.tensor(t0), y0, f0)])
-            if i + 1 < len(calls):
-                _, y1, f1, _ = calls[i + 1]
-                record.error_ratio = rms(0.5 * h * (f1 - f0) / self._error_scale(y0, y1))
-            steps.append((record, (y0, f0)))
+            steps.append(StepRecord(t0, t_next - t0, True, stages=[Stage(torch.tensor(t0), y0, f0)]))
         return steps
 
-    def _adaptive_steps(self, calls):
+    def _adaptive_steps(self, calls) -> list[StepRecord]:
         steps = []
-        attempts = [calls[i:i + 3] for i in range(0, len(calls) - len(calls) % 3, 3)]
-        for n, ((t0, y0, f_full, g_full), _, (tm, ym, f_half, g_half)) in enumerate(attempts):
+        attempts = self._attempts(calls)
+        for n, ((t0, y0, f_full, _), _, (tm, _, _, _)) in enumerate(attempts):
             t1 = 2 * tm - t0
-            y_full = y0 + f_full * (t1 - t0) + g_full
-            y_half = ym + f_half * (t1 - tm) + g_half
-            tol = (self.stats.rtol * torch.maximum(y_full.abs(), y_half.abs()) + self.stats.atol).clamp_min(1e-7)
-            error = rms((y_full - y_half) / tol).clamp_min(1e-7)
             # Accepted when the next attempt starts at this one's end; the last attempt always was.
             accepted = n + 1 == len(attempts) or abs(attempts[n + 1][0][0] - t1) < abs(attempts[n + 1][0][0] - t0)
-            record = StepRecord(t0, t1 - t0, accepted, error_ratio=error, stages=[Stage(torch.tensor(t0), y0, f_full)])
-            steps.append((record, (y0, f_full)))
+            steps.append(StepRecord(t0, t1 - t0, accepted, stages=[Stage(torch.tensor(t0), y0, f_full)]))
         return steps
 
     @staticmethod
-    def _add_stiffness(steps) -> None:
-        accepted = [(record, start) for record, start in steps if record.accepted]
-        for (record, (y0, f0)), (_, (y1, f1)) in zip(accepted, accepted[1:]):
-            den = rms(y1 - y0)
-            record.stiffness = torch.where(den > 0, rms(f1 - f0) / den.clamp_min(torch.finfo(den.dtype).tiny),
-                                           torch.zeros_like(den))
+    def _attempts(calls):
+        return [calls[i:i + 3] for i in range(0, len(calls) - len(calls) % 3, 3)]
+
+    def _estimates(self, calls) -> Callable[[list[StepRecord]], None]:
+        """A closure that fills in E_j and S_j (tensor work, done only when someone reads them)."""
+        rtol, atol, adaptive = self.stats.rtol, self.stats.atol, self.adaptive
+
+        def scale(a, b):
+            return atol + rtol * torch.maximum(a.abs(), b.abs())
+
+        def fill(steps: list[StepRecord]) -> None:
+            if adaptive:
+                for step, ((t0, y0, f_full, g_full), _, (tm, ym, f_half, g_half)) in zip(steps, self._attempts(calls)):
+                    t1 = t0 + step.h
+                    y_full = y0 + f_full * (t1 - t0) + g_full
+                    y_half = ym + f_half * (t1 - tm) + g_half
+                    tol = (rtol * torch.maximum(y_full.abs(), y_half.abs()) + atol).clamp_min(1e-7)
+                    step.error_ratio = rms((y_full - y_half) / tol).clamp_min(1e-7)
+            else:
+                for step, (_, y0, f0, _), (_, y1, f1, _) in zip(steps, calls, calls[1:]):
+                    step.error_ratio = rms(0.5 * step.h * (f1 - f0) / scale(y0, y1))
+            accepted = [s for s in steps if s.accepted]
+            for step, following in zip(accepted, accepted[1:]):
+                y0, f0 = step.stages[0].y, step.stages[0].k
+                y1, f1 = following.stages[0].y, following.stages[0].k
+                den = rms(y1 - y0)
+                step.stiffness = torch.where(den > 0, rms(f1 - f0) / den.clamp_min(torch.finfo(den.dtype).tiny),
+                                             torch.zeros_like(den))
+
+        return fill
 
 
 class _BlockSDE(torch.nn.Module):

@@ -122,12 +122,22 @@ class StepStats:
     """Everything recorded about one solve (``ODEBlock.stats``, ``odeint(..., return_stats=True)``)."""
 
     plan: SolverPlan
-    steps: list[StepRecord] = field(default_factory=list)
+    _steps: list[StepRecord] = field(default_factory=list, repr=False)
     nfe_forward: int = 0
     nfe_backward: int = 0
     nfe_diffusion: int = 0  # SDE solves: diffusion evaluations (nfe_forward counts the drift)
     rtol: float = 0.0
     atol: float = 0.0
+    # Estimates that cost tensor work (the SDE ones) are filled in on first access, so a solve
+    # whose statistics nobody reads pays only for the bookkeeping.
+    _pending: Callable[[list[StepRecord]], None] | None = field(default=None, repr=False)
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        if self._pending is not None:
+            fill, self._pending = self._pending, None
+            fill(self._steps)
+        return self._steps
 
     @property
     def method(self) -> str:

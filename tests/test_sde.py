@@ -153,7 +153,8 @@ def test_error_regularizer_gradient_reaches_the_drift():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(method="srk", adjoint=True), "'srk' cannot be used with adjoint=True; use one of \\['euler', 'milstein'\\]"),
+        (dict(method="srk", adjoint=True),
+         "'srk' cannot be used with adjoint=True; use one of \\['euler', 'milstein'\\]"),
         (dict(method="midpoint"), "solves Stratonovich SDEs"),
         (dict(method="rk4"), "unknown torchsde method 'rk4'"),
         (dict(test_time_noise=True, samples=0), "samples must be >= 1"),
