@@ -148,6 +148,9 @@ class _BlockSDE(torch.nn.Module):
         super().__init__()
         self.drift = drift
         self.diffusion = diffusion
+        # Plain references too: called every stage, and nn.Module's __getattr__ for submodules is slow.
+        object.__setattr__(self, "_drift", drift)
+        object.__setattr__(self, "_diffusion", diffusion)
         self.noise_on = True
         self.recorder: _SDERecorder | None = None
 
@@ -156,9 +159,10 @@ class _BlockSDE(torch.nn.Module):
             self.recorder.count(drift, diffusion)
 
     def _g_from(self, t, y, f):
-        if not self.noise_on or self.diffusion.is_zero:
+        diffusion = self._diffusion
+        if not self.noise_on or diffusion.is_zero:
             return torch.zeros_like(y)
-        g = self.diffusion(t, y, f if self.diffusion.uses_drift else None)
+        g = diffusion(t, y, f if diffusion.uses_drift else None)
         self._count(0, 1)
         if g.shape != y.shape:
             raise ValueError(
@@ -168,7 +172,7 @@ class _BlockSDE(torch.nn.Module):
         return g
 
     def _f_and_g(self, t, y):
-        f = self.drift(t, y)
+        f = self._drift(t, y)
         self._count(1, 0)
         return f, self._g_from(t, y, f)
 
@@ -190,10 +194,10 @@ class _GeneralSDE(_BlockSDE):
 
     def f(self, t, y):
         self._count(1, 0)
-        return self.drift(t, y)
+        return self._drift(t, y)
 
     def g(self, t, y):
-        if self.diffusion.uses_drift and self.noise_on and not self.diffusion.is_zero:
+        if self._diffusion.uses_drift and self.noise_on and not self._diffusion.is_zero:
             return self._f_and_g(t, y)[1]
         return self._g_from(t, y, None)
 
