@@ -16,13 +16,13 @@ differentiate through its averaged prediction with fresh noise at every step.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
 import nde_plugins as nde
+from nde_plugins.experiments.compare import format_rows, mean_std
 from nde_plugins.experiments.digits import TimeConcatField, load_digits_split
 
 DIFFUSIONS = {
@@ -120,17 +120,8 @@ def main() -> None:
           "(PGD: 10 steps of eps/4, random start); TTN = mean softmax of 10 noisy passes")
     columns = ["clean", "gaussian", "fgsm", "pgd"]
     header = ["model", "clean acc %", "gaussian noise %", "FGSM %", "PGD %"]
-    table = []
-    for label, runs in rows.items():
-        cells = []
-        for c in columns:
-            values = [r[c] for r in runs]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.fmean(values):.2f} +- {std:.2f}")
-        table.append([label, *cells])
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *table]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    table = [[label, *(mean_std([r[c] for r in runs], "{:.2f}") for c in columns)] for label, runs in rows.items()]
+    print(format_rows(header, table))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ training time.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import warnings
 
@@ -24,6 +23,7 @@ import torch
 import torchsde
 
 import nde_plugins as nde
+from nde_plugins.experiments.compare import format_rows, mean_std
 
 A, B, G = 0.1, 2.0, 0.2
 U0 = torch.tensor([2.0, 0.0])
@@ -101,16 +101,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, torchsde {torchsde.__version__}; spiral SDE moments, adaptive Euler-Maruyama "
           f"rtol=atol=1e-2, {args.iterations} Adam iterations of 100 paths, {args.seeds} seeds (mean +- std)")
     header = ["model", "final loss", "prediction NFE", "training time s"]
-    rows = []
-    for name, runs in results.items():
-        def cell(key, fmt, runs=runs):
-            values = [r[key] for r in runs]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            return f"{fmt.format(statistics.fmean(values))} +- {fmt.format(std)}"
-        rows.append([name, cell("loss", "{:.4f}"), cell("nfe", "{:.1f}"), cell("train s", "{:.2f}")])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    rows = [
+        [name, *(mean_std([r[key] for r in runs], fmt)
+                 for key, fmt in (("loss", "{:.4f}"), ("nfe", "{:.1f}"), ("train s", "{:.2f}")))]
+        for name, runs in results.items()
+    ]
+    print(format_rows(header, rows))
 
 
 if __name__ == "__main__":

@@ -44,36 +44,38 @@ def _sigma(name: str, sigma, learnable: bool) -> torch.Tensor:
     return torch.nn.Parameter(value.clone()) if learnable else value.clone()
 
 
-class AdditiveDiffusion(Diffusion):
+class _SigmaDiffusion(Diffusion):
+    """A diffusion scaled by sigma (scalar or per channel, >= 0); a learnable sigma enters as |sigma|."""
+
+    def __init__(self, sigma: float | Sequence[float] | torch.Tensor = 0.1, learnable: bool = False) -> None:
+        super().__init__()
+        sigma = _sigma(self.name, sigma, learnable)
+        if learnable:
+            self.sigma = sigma
+        else:
+            self.register_buffer("sigma", sigma)
+
+    def _scale(self, dtype: torch.dtype) -> torch.Tensor:
+        sigma = self.sigma.abs() if self.sigma.requires_grad else self.sigma  # a fixed sigma is validated >= 0
+        return sigma.to(dtype)
+
+
+class AdditiveDiffusion(_SigmaDiffusion):
     """G = sigma (scalar or one value per channel); learnable sigma enters as |sigma|."""
 
-    def __init__(self, sigma: float | Sequence[float] | torch.Tensor = 0.1, learnable: bool = False) -> None:
-        super().__init__()
-        sigma = _sigma("additive", sigma, learnable)
-        if learnable:
-            self.sigma = sigma
-        else:
-            self.register_buffer("sigma", sigma)
+    name = "additive"
 
     def forward(self, t, h, f=None):
-        sigma = self.sigma.abs() if self.sigma.requires_grad else self.sigma  # fixed sigma is validated >= 0
-        return sigma.to(h.dtype).expand_as(h)
+        return self._scale(h.dtype).expand_as(h)
 
 
-class MultiplicativeDiffusion(Diffusion):
+class MultiplicativeDiffusion(_SigmaDiffusion):
     """G = sigma * h (elementwise; sigma scalar or per channel)."""
 
-    def __init__(self, sigma: float | Sequence[float] | torch.Tensor = 0.1, learnable: bool = False) -> None:
-        super().__init__()
-        sigma = _sigma("multiplicative", sigma, learnable)
-        if learnable:
-            self.sigma = sigma
-        else:
-            self.register_buffer("sigma", sigma)
+    name = "multiplicative"
 
     def forward(self, t, h, f=None):
-        sigma = self.sigma.abs() if self.sigma.requires_grad else self.sigma
-        return sigma.to(h.dtype) * h
+        return self._scale(h.dtype) * h
 
 
 class DropoutDiffusion(Diffusion):

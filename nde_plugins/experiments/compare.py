@@ -35,13 +35,18 @@ def mean_std(values: Sequence[float], fmt: str) -> str:
     return f"{fmt.format(mean)} +- {fmt.format(std)}"
 
 
+def format_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: left-aligned columns, a dashed rule under the header."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def format_table(results: dict[str, list[TrainResult]]) -> str:
     header = ["method", *(c[0] for c in COLUMNS)]
     rows = [
         [name, *(mean_std([getattr(r, attr) for r in runs], fmt) for _, attr, fmt in COLUMNS)]
         for name, runs in results.items()
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return format_rows(header, rows)
