@@ -13,20 +13,9 @@ import argparse
 
 import torch
 import torchdiffeq
-from _timing import interleaved_medians
+from _common import CountingMLP, interleaved_medians
 
 import nde_plugins as nde
-
-
-class Field(torch.nn.Module):
-    def __init__(self, dim: int, width: int) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(dim, width), torch.nn.Tanh(), torch.nn.Linear(width, dim))
-        self.nfe = 0
-
-    def forward(self, t, y):
-        self.nfe += 1
-        return self.net(y)
 
 
 def main() -> None:
@@ -39,7 +28,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    field = Field(args.dim, args.width)
+    field = CountingMLP(args.dim, args.width)
     x = torch.randn(args.batch, args.dim)
     t = torch.tensor([0.0, 1.0])
     with_stats = nde.ODEBlock(field, method="dopri5", rtol=args.tol, atol=args.tol)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import interleaved_medians
+from _common import interleaved_medians
 
 import nde_plugins as nde
 

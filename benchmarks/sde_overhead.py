@@ -14,27 +14,16 @@ import argparse
 
 import torch
 import torchsde
-from _timing import interleaved_medians
+from _common import CountingMLP, interleaved_medians
 
 import nde_plugins as nde
-
-
-class Drift(torch.nn.Module):
-    def __init__(self, dim: int, width: int) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(dim, width), torch.nn.Tanh(), torch.nn.Linear(width, dim))
-        self.nfe = 0
-
-    def forward(self, t, h):
-        self.nfe += 1
-        return self.net(h)
 
 
 class HandWrittenSDE(torch.nn.Module):
     noise_type = "diagonal"
     sde_type = "ito"
 
-    def __init__(self, drift: Drift, sigma: float) -> None:
+    def __init__(self, drift: CountingMLP, sigma: float) -> None:
         super().__init__()
         self.drift, self.sigma = drift, sigma
 
@@ -55,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    drift = Drift(args.dim, args.width)
+    drift = CountingMLP(args.dim, args.width)
     x = torch.randn(args.batch, args.dim)
     ts = torch.tensor([0.0, 1.0])
     hand = HandWrittenSDE(drift, 0.1)

@@ -18,28 +18,13 @@ import argparse
 
 import torch
 import torchdiffeq
-from _timing import interleaved_medians
+from _common import CountingMLP, interleaved_medians
 
 import nde_plugins  # noqa: F401  - registers the tableaux with torchdiffeq
 
 
-class MLPField(torch.nn.Module):
-    def __init__(self, dim: int, width: int) -> None:
-        super().__init__()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(dim, width), torch.nn.Tanh(),
-            torch.nn.Linear(width, width), torch.nn.Tanh(),
-            torch.nn.Linear(width, dim),
-        )
-        self.nfe = 0
-
-    def forward(self, t, y):
-        self.nfe += 1
-        return self.net(y)
-
-
 def one_run(
-    field: MLPField, y0: torch.Tensor, t: torch.Tensor, method: str, options: dict, tol: float
+    field: CountingMLP, y0: torch.Tensor, t: torch.Tensor, method: str, options: dict, tol: float
 ) -> int:
     field.nfe = 0
     field.zero_grad(set_to_none=True)
@@ -65,7 +50,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(1)  # keep timings about the solver layer, not thread scheduling
-    field = MLPField(args.dim, args.width)
+    field = CountingMLP(args.dim, args.width, hidden=2)
     y0 = torch.randn(args.batch, args.dim)
     t = torch.tensor([0.0, 1.0])
 

@@ -1,10 +1,13 @@
-"""Interleaved timing shared by the benchmark scripts (machines are noisy: compare within one run)."""
+"""Shared by the benchmark scripts: interleaved timing (machines are noisy: compare within one run)
+and the counting MLP vector field."""
 
 from __future__ import annotations
 
 import statistics
 import time
 from collections.abc import Callable, Sequence
+
+import torch
 
 
 def interleaved_medians(runs: Sequence[Callable[[], object]], repeats: int, warmup: int = 3) -> list[float]:
@@ -21,3 +24,19 @@ def interleaved_medians(runs: Sequence[Callable[[], object]], repeats: int, warm
             runs[k]()
             times[k].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
+
+
+class CountingMLP(torch.nn.Module):
+    """An MLP vector field ``f(t, y)`` (tanh, ``hidden`` layers of ``width``) counting its evaluations."""
+
+    def __init__(self, dim: int, width: int, hidden: int = 1) -> None:
+        super().__init__()
+        layers: list[torch.nn.Module] = [torch.nn.Linear(dim, width), torch.nn.Tanh()]
+        for _ in range(hidden - 1):
+            layers += [torch.nn.Linear(width, width), torch.nn.Tanh()]
+        self.net = torch.nn.Sequential(*layers, torch.nn.Linear(width, dim))
+        self.nfe = 0
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return self.net(y)
