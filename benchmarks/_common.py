@@ -40,3 +40,14 @@ class CountingMLP(torch.nn.Module):
     def forward(self, t, y):
         self.nfe += 1
         return self.net(y)
+
+
+def counted(field: CountingMLP, step: Callable[[], object], nfe: dict[str, int], key: str) -> Callable[[], None]:
+    """A timed run: reset the field's counter, run ``step``, store its evaluations as ``nfe[key]``."""
+
+    def run() -> None:
+        field.nfe = 0
+        step()
+        nfe[key] = field.nfe
+
+    return run

@@ -13,7 +13,7 @@ import argparse
 
 import torch
 import torchdiffeq
-from _common import CountingMLP, interleaved_medians
+from _common import CountingMLP, counted, interleaved_medians
 
 import nde_plugins as nde
 
@@ -36,18 +36,13 @@ def main() -> None:
     nfe = {}
 
     def plain():
-        field.nfe = 0
         torchdiffeq.odeint(field, x, t, method="dopri5", rtol=args.tol, atol=args.tol)[-1].square().mean().backward()
-        nfe["plain"] = field.nfe
 
-    def block(b, key):
-        def run():
-            field.nfe = 0
-            b(x).square().mean().backward()
-            nfe[key] = field.nfe
-        return run
-
-    runs = [plain, block(with_stats, "stats"), block(without_stats, "no stats")]
+    runs = [
+        counted(field, plain, nfe, "plain"),
+        counted(field, lambda: with_stats(x).square().mean().backward(), nfe, "stats"),
+        counted(field, lambda: without_stats(x).square().mean().backward(), nfe, "no stats"),
+    ]
     plain_t, stats_t, nostats_t = interleaved_medians(runs, args.repeats)
     print(f"torch {torch.__version__}, torchdiffeq {torchdiffeq.__version__}, dopri5 rtol=atol={args.tol:g}, "
           f"batch {args.batch}, field {args.dim}-{args.width}-{args.dim}, {args.repeats} interleaved repeats, "

@@ -14,7 +14,7 @@ import argparse
 
 import torch
 import torchsde
-from _common import CountingMLP, interleaved_medians
+from _common import CountingMLP, counted, interleaved_medians
 
 import nde_plugins as nde
 
@@ -53,21 +53,14 @@ def main() -> None:
     nfe: dict[str, int] = {}
 
     def baseline():
-        drift.nfe = 0
         bm = torchsde.BrownianInterval(t0=0.0, t1=1.0, size=x.shape, entropy=0)
         torchsde.sdeint(hand, x, ts, bm=bm, method="euler", dt=args.dt)[-1].square().mean().backward()
-        nfe["baseline"] = drift.nfe
 
-    def block_run(block, key):
-        def run():
-            drift.nfe = 0
-            block(x).square().mean().backward()
-            nfe[key] = drift.nfe
-        return run
-
-    base, on, off = interleaved_medians(
-        [baseline, block_run(with_stats, "stats"), block_run(without_stats, "no stats")], args.repeats
-    )
+    base, on, off = interleaved_medians([
+        counted(drift, baseline, nfe, "baseline"),
+        counted(drift, lambda: with_stats(x).square().mean().backward(), nfe, "stats"),
+        counted(drift, lambda: without_stats(x).square().mean().backward(), nfe, "no stats"),
+    ], args.repeats)
     print(f"torch {torch.__version__}, torchsde {torchsde.__version__}, Euler-Maruyama dt={args.dt:g} on [0, 1], "
           f"batch {args.batch}, drift {args.dim}-{args.width}-{args.dim}, additive noise, {args.repeats} "
           "interleaved repeats, forward+backward")
