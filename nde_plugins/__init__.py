@@ -10,7 +10,15 @@ __version__ = "0.1.0"
 from . import _torchdiffeq
 from .diffusions import Diffusion
 from .hookspecs import hookimpl, hookspec
-from .ode import MethodLike, ODEBlock, odeint, parse_method_spec, resolve_method, torchdiffeq_method_names
+from .ode import (
+    MethodLike,
+    ODEBlock,
+    merge_params,
+    odeint,
+    parse_method_spec,
+    resolve_method,
+    torchdiffeq_method_names,
+)
 from .plugins import (
     DISABLE_ENTRY_POINTS_ENV,
     ENTRY_POINT_GROUP,
@@ -37,7 +45,7 @@ def get_tableau(method: str, **params: float) -> Tableau:
     """The registered tableau ``method`` (a spec ``"name:u=0.3"`` or a name plus ``params``)."""
     name, spec_params = parse_method_spec(method)
     entry = get_registry().get("tableau", name, extra_names=torchdiffeq_method_names())
-    merged = {**spec_params, **params}
+    merged = merge_params(method, spec_params, params, "keyword arguments")
     if isinstance(entry, TableauFamily):
         return entry.member(merged)
     if merged:

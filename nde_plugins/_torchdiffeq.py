@@ -19,15 +19,19 @@ No integration loop is written here.
 from __future__ import annotations
 
 import importlib
+import inspect
+import warnings
+import weakref
 from collections.abc import Callable, Iterator
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any
 
 import torch
-from torchdiffeq._impl.misc import Perturb, _mixed_norm, _rms_norm
+from torchdiffeq._impl.misc import Perturb, _mixed_norm, _null_callback, _rms_norm
 from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
+from ._checks import check_adaptive_dtype, check_field_output, check_state
 from .stats import SolverPlan
 from .tableaux import Tableau, TableauError, TableauFamily, order_residuals
 from .tableaux._order import _stage_weights
@@ -108,9 +112,19 @@ def adaptive_solver_class(tableau: Tableau) -> type:
     bt, mid = _butcher(tableau)
     return type(
         f"{tableau.name}_AdaptiveSolver",
-        (RKAdaptiveStepsizeODESolver,),
+        (_TableauAdaptiveSolver,),
         {"order": tableau.order, "tableau": bt, "mid": mid, "nde_tableau": tableau, "__module__": __name__},
     )
+
+
+class _TableauAdaptiveSolver(RKAdaptiveStepsizeODESolver):
+    """torchdiffeq's adaptive RK solver; only checks the field's first value (``rk_state.f1`` is f(t0, y0))."""
+
+    nde_tableau: Tableau
+
+    def _before_integrate(self, t):
+        super()._before_integrate(t)
+        check_field_output(self.rk_state.f1, self.y0, f"method {self.nde_tableau.name!r}")
 
 
 @lru_cache(maxsize=256)
@@ -155,12 +169,24 @@ class _TableauFixedGridSolver(FixedGridODESolver):
     stages: tuple[tuple[float, tuple[tuple[int, float], ...]], ...]  # (c_i, nonzero a_ij) per stage >= 2
     weights: tuple[tuple[int, float], ...]  # nonzero b_j
 
+    _output_checked = False
+
     def _step_func(self, func, t0, dt, t1, y0):
-        f0 = func(t0, y0, perturb=Perturb.NEXT if self.perturb else Perturb.NONE)
+        # With perturb=True, torchdiffeq evaluates a step's endpoints just inside the step (the field
+        # may be discontinuous at grid points): every stage at c = 0 gets NEXT, every one at c = 1
+        # gets PREV, not only the first and last stage.
+        after_t0 = Perturb.NEXT if self.perturb else Perturb.NONE
+        before_t1 = Perturb.PREV if self.perturb else Perturb.NONE
+        f0 = func(t0, y0, perturb=after_t0)
+        if not self._output_checked:
+            check_field_output(f0, y0, f"method {self.nde_tableau.name!r}")
+            self._output_checked = True
         k = [f0]
         for ci, terms in self.stages:
             if ci == 1.0:
-                ti, perturb = t1, (Perturb.PREV if self.perturb else Perturb.NONE)
+                ti, perturb = t1, before_t1
+            elif ci == 0.0:
+                ti, perturb = t0, after_t0
             else:
                 ti, perturb = t0 + ci * dt, Perturb.NONE
             k.append(func(ti, y0 + dt * _combine(terms, k), perturb=perturb))
@@ -183,10 +209,18 @@ class TableauSolver:
     def __init__(self, method: str, entry: Tableau | TableauFamily) -> None:
         self.method = method
         self.entry = entry
+        default = entry.member() if isinstance(entry, TableauFamily) else entry
+        # Every member of a family shares b_hat's presence (it is structural), so the default decides.
+        self._has_pair = default.b_hat is not None
 
-    @staticmethod
-    def valid_callbacks() -> set[str]:
-        return set(CALLBACKS)
+    def valid_callbacks(self) -> set[str]:
+        """What torchdiffeq checks before building the solver (it has no options yet).
+
+        A method without a pair always runs on a fixed grid, where only ``callback_step`` is called,
+        so torchdiffeq itself warns about the others. A pair runs adaptively unless a step is given;
+        for that case ``__call__`` gives the same warning.
+        """
+        return set(CALLBACKS) if self._has_pair else {"callback_step"}
 
     def tableau_for(self, options: dict[str, Any]) -> Tableau:
         """The member selected by ``options`` (family parameters are removed from it)."""
@@ -204,6 +238,7 @@ class TableauSolver:
                 f"method {self.method!r} got unknown option(s) {unknown}; it takes the parameters {params} "
                 f"and torchdiffeq's solver options {sorted(ADAPTIVE_OPTIONS | FIXED_GRID_OPTIONS)}"
             )
+        check_state(y0, f"method {self.method!r}")
         fixed = tableau.b_hat is None or "step_size" in options or "grid_constructor" in options
         if fixed:
             solver_class = fixed_grid_solver_class(tableau)
@@ -213,8 +248,11 @@ class TableauSolver:
                         f"method {self.method!r} runs on a fixed grid here ({_why_fixed(tableau, options)}), "
                         f"so the adaptive option {name!r} would be ignored; drop it or use an adaptive setup"
                     )
+            if tableau.b_hat is not None:
+                _warn_unused_callbacks(self.method, func)
         else:
             solver_class = adaptive_solver_class(tableau)
+            check_adaptive_dtype(y0, self.method)
             for name in FIXED_GRID_OPTIONS - {"norm", "step_size", "grid_constructor"}:
                 if name in options:
                     raise ValueError(
@@ -227,13 +265,22 @@ class TableauSolver:
         return f"TableauSolver({self.method!r})"
 
 
+def _warn_unused_callbacks(method: str, func: Any) -> None:
+    """torchdiffeq's own warning for callbacks a fixed-grid solver never calls, word for word."""
+    unused = {
+        name for name in CALLBACKS - {"callback_step"} if getattr(func, name, _null_callback) is not _null_callback
+    }
+    if unused:
+        warnings.warn(f"Solver '{method}' does not support callbacks {unused}", stacklevel=4)
+
+
 def _why_fixed(tableau: Tableau, options: dict[str, Any]) -> str:
     if tableau.b_hat is None:
         return f"tableau {tableau.name!r} has no embedded pair"
     return "step_size given" if "step_size" in options else "grid_constructor given"
 
 
-@cache
+@lru_cache(maxsize=256)
 def _solver_entry(method: str, entry: Tableau | TableauFamily) -> TableauSolver:
     return TableauSolver(method, entry)
 
@@ -250,7 +297,9 @@ class SolverTable(dict):
     def __init__(self, builtin: dict) -> None:
         super().__init__(builtin)
         self.builtin_names = frozenset(builtin)
-        self.adhoc: dict[str, Tableau | TableauFamily] = {}
+        # Held weakly: an unregistered tableau is usable by name while its caller holds the object
+        # (an ODEBlock keeps it), and a loop that builds tableaux on the fly leaves nothing behind.
+        self.adhoc: weakref.WeakValueDictionary[str, Tableau | TableauFamily] = weakref.WeakValueDictionary()
 
     def _entry(self, key: Any) -> Tableau | TableauFamily | None:
         if not isinstance(key, str):
@@ -286,10 +335,37 @@ class SolverTable(dict):
         return iter(self.keys())
 
     def add_adhoc(self, entry: Tableau | TableauFamily) -> str:
-        """Make an unregistered tableau or family usable by name; returns the private name."""
+        """Make an unregistered tableau or family usable by name while ``entry`` is alive; returns the name."""
         key = f"{entry.name}@{id(entry):x}" if isinstance(entry, TableauFamily) else f"{entry.name}@{hash(entry):x}"
         self.adhoc.setdefault(key, entry)
         return key
+
+
+def accepted_options(method: str) -> frozenset[str]:
+    """The options the solver behind ``method`` takes (a family's parameters included)."""
+    entry = install()[method]
+    if isinstance(entry, TableauSolver):
+        params = entry.entry.params if isinstance(entry.entry, TableauFamily) else ()
+        return ADAPTIVE_OPTIONS | FIXED_GRID_OPTIONS | frozenset(params)
+    return _constructor_options(entry)
+
+
+@lru_cache(maxsize=64)
+def _constructor_options(solver_class: type) -> frozenset[str]:
+    """Named constructor parameters along the class's MRO: what torchdiffeq's solver really reads.
+
+    torchdiffeq's solvers pass unknown keywords up to a base class that only warns about them; the
+    named parameters are exactly the ones that have an effect.
+    """
+    names = {"norm"}  # odeint always sets it; fixed-grid solvers accept and ignore it
+    for klass in solver_class.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+                names.add(param.name)
+    return frozenset(names - {"self", "func", "y0", "rtol", "atol"})
 
 
 def is_fixed_grid(method: str, options: dict[str, Any]) -> bool:
@@ -299,6 +375,14 @@ def is_fixed_grid(method: str, options: dict[str, Any]) -> bool:
         tableau = entry.tableau_for(dict(options))
         return tableau.b_hat is None or "step_size" in options or "grid_constructor" in options
     return isinstance(entry, type) and issubclass(entry, FixedGridODESolver)
+
+
+def steps_adaptively(method: str, options: dict[str, Any]) -> bool:
+    """Whether ``method`` with ``options`` runs under torchdiffeq's adaptive Runge-Kutta step control."""
+    entry = install()[method]
+    if isinstance(entry, TableauSolver):
+        return not is_fixed_grid(method, options)
+    return isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver)
 
 
 # torchdiffeq's fixed-grid solvers as tableaux, so their steps can be observed like ours.
@@ -351,6 +435,32 @@ def methods_with_error_estimate() -> list[str]:
         if member.b_hat is not None:
             ours.append(reg.name)
     return builtin + ours
+
+
+def diverged_error(exc: AssertionError, method: str, direction: float) -> FloatingPointError | None:
+    """torchdiffeq's bare assertion for a diverged adaptive solve, as a ``FloatingPointError`` naming the time.
+
+    A non-finite state makes the error ratio NaN, every step is rejected and torchdiffeq stops with
+    ``AssertionError: underflow in dt nan`` (or reports the non-finite state). The time is read from
+    the failing step's frame (``_adaptive_step``'s ``t0``; negated when torchdiffeq reversed time).
+    Returns None for any other assertion, which the caller re-raises unchanged.
+    """
+    message = str(exc)
+    if not (message.startswith("underflow in dt") or message.startswith("non-finite values in state")):
+        return None
+    time = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "_adaptive_step" and torch.is_tensor(frame.f_locals.get("t0")):
+            time = direction * float(frame.f_locals["t0"])
+        tb = tb.tb_next
+    where = f"t = {time:.6g}" if time is not None else "an unknown time"
+    return FloatingPointError(
+        f"the solve with {method!r} broke down near {where}: the step size underflowed or the state became "
+        f"non-finite (torchdiffeq: {message[:60]}), so the solution blows up there or the vector field diverged; "
+        "check the field's scale, the time span, or use smaller tolerances"
+    )
 
 
 def default_norm(is_tuple: bool) -> Callable:

@@ -9,6 +9,7 @@ import torch
 import torchdiffeq
 
 from . import _torchdiffeq
+from ._checks import check_adaptive_dtype, check_state, check_step, check_times, check_tolerances
 from .plugins import UnknownPluginNameError, get_registry
 from .stats import AdaptiveObservedField, ObservedField, StepRecorder, flat
 from .tableaux import Tableau, TableauFamily
@@ -65,17 +66,49 @@ def resolve_method(method: MethodLike, options: Mapping[str, Any] | None = None)
             f"got {type(method).__name__}"
         )
     name, params = parse_method_spec(method)
-    for key, value in params.items():
-        if key in options and options[key] != value:
-            raise ValueError(f"parameter {key!r} is given both in the method spec ({value}) and in options "
-                             f"({options[key]}); give it once")
-        options[key] = value
+    options = merge_params(method, params, options, "options")
     if name in table.builtin_names:
         if params:
             raise ValueError(f"torchdiffeq's method {name!r} takes no parameters; got {sorted(params)}")
-        return name, options
-    get_registry().get("tableau", name, extra_names=table.builtin_names)  # raises with suggestions
+    else:
+        get_registry().get("tableau", name, extra_names=table.builtin_names)  # raises with suggestions
+    check_options(name, options)
     return name, options
+
+
+def merge_params(spec: str, from_spec: Mapping[str, Any], given: Mapping[str, Any], given_as: str) -> dict[str, Any]:
+    """``given`` plus the parameters written in a method spec; a parameter given both ways must agree.
+
+    One rule for ``odeint(method="rk4_uv:u=0.3", options=...)`` and ``get_tableau("rk4_uv:u=0.3", u=...)``:
+    neither silently wins.
+    """
+    merged = dict(given)
+    for key, value in from_spec.items():
+        if key in merged and merged[key] != value:
+            raise ValueError(f"parameter {key!r} is given both in the method spec {spec!r} ({value}) and in "
+                             f"{given_as} ({merged[key]}); give it once")
+        merged[key] = value
+    return merged
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse options the solver would not read (torchdiffeq only warns, which hides typos)."""
+    accepted = _torchdiffeq.accepted_options(name)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"method {name!r} got unknown option(s) {unknown}; it takes {sorted(accepted)} "
+            "(nde_plugins refuses options a solver would ignore, where torchdiffeq only warns)"
+        )
+
+
+def check_solve_inputs(name: str, options: Mapping[str, Any], t: Any, rtol: Any, atol: Any) -> torch.Tensor:
+    """Validate what a solve is given besides the state; returns ``t`` as a checked tensor."""
+    check_tolerances(rtol, atol)
+    t = check_times(t)
+    if options.get("step_size") is not None:
+        check_step("options['step_size']", options["step_size"], t)
+    return t
 
 
 def odeint(
@@ -105,6 +138,10 @@ def odeint(
     estimate, quadrature regularizers and the error estimate of fixed-grid pairs).
     """
     name, opts = resolve_method(method, options)
+    t = check_solve_inputs(name, opts, t, rtol, atol)
+    check_state(y0, f"method {name!r}")
+    if _torchdiffeq.steps_adaptively(name, opts):
+        check_adaptive_dtype(y0, name)
     if return_stats:
         plan = _torchdiffeq.solver_plan(name, opts)
         return _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs)
@@ -151,8 +188,16 @@ def _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs):
             kwargs["adjoint_method"] = adj_name
             if adj_opts or given is not None:
                 kwargs["adjoint_options"] = adj_opts
-        return torchdiffeq.odeint_adjoint(func, y0, t, rtol=rtol, atol=atol, method=name, options=opts, **kwargs)
-    return torchdiffeq.odeint(func, y0, t, rtol=rtol, atol=atol, method=name, options=opts, **kwargs)
+        solve = torchdiffeq.odeint_adjoint
+    else:
+        solve = torchdiffeq.odeint
+    try:
+        return solve(func, y0, t, rtol=rtol, atol=atol, method=name, options=opts, **kwargs)
+    except AssertionError as exc:
+        error = _torchdiffeq.diverged_error(exc, name, direction=-1.0 if bool(t[1] < t[0]) else 1.0)
+        if error is None:
+            raise
+        raise error from exc
 
 
 
@@ -192,11 +237,11 @@ class ODEBlock(torch.nn.Module):
         from .regularizers import build_regularizers, check_supported
 
         self.field = field
-        t = torch.as_tensor(t, dtype=torch.get_default_dtype())
-        if t.dim() != 1 or len(t) < 2:
-            raise ValueError(f"t must be 1-D with at least two times (t0, t1), got shape {tuple(t.shape)}")
-        self.register_buffer("t", t, persistent=False)
         self.method_name, self.options = resolve_method(method, options)
+        # An unregistered Tableau/TableauFamily stays usable by name while this block holds it.
+        self._method = method
+        t = torch.as_tensor(t, dtype=torch.get_default_dtype())
+        self.register_buffer("t", check_solve_inputs(self.method_name, self.options, t, rtol, atol), persistent=False)
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
         self.return_all, self.record_stats = return_all, record_stats
         self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
@@ -214,6 +259,9 @@ class ODEBlock(torch.nn.Module):
         self.stats = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_state(x, "ODEBlock input")
+        if self.plan.mode == "adaptive":
+            check_adaptive_dtype(x, self.method_name)
         t = self.t.to(device=x.device, dtype=x.dtype if x.is_floating_point() else self.t.dtype)
         if self._vjp_inputs and not x.requires_grad and torch.is_grad_enabled():
             # The Jacobian probe differentiates each stage w.r.t. its input, the first one being x.

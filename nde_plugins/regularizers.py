@@ -15,8 +15,12 @@ kinetic-energy and Jacobian-Frobenius baselines.
 
 from __future__ import annotations
 
+import difflib
+import inspect
+
 import torch
 
+from ._checks import nonnegative_float, positive_float, positive_int
 from .hookspecs import hookimpl
 from .stats import Stage, StepStats, batch_size, flat, step_quadrature
 
@@ -101,6 +105,10 @@ class JacobianFrobenius:
     def _vjp_norm(self, stage: Stage) -> torch.Tensor:
         ys = (stage.y,) if isinstance(stage.y, torch.Tensor) else tuple(stage.y)
         ks = (stage.k,) if isinstance(stage.k, torch.Tensor) else tuple(stage.k)
+        if not any(k.requires_grad for k in ks):
+            # Solved without a graph (under no_grad, e.g. evaluation): there is no Jacobian to probe,
+            # and the penalty, like every regularizer's, is only meaningful for training.
+            return torch.zeros((), dtype=ks[0].dtype, device=ks[0].device)
         if not all(y.requires_grad for y in ys):
             raise ValueError(
                 "jacobian_frobenius: a stage input does not require grad (the initial state is a leaf without "
@@ -109,7 +117,8 @@ class JacobianFrobenius:
         probes = [torch.randn_like(k) for k in ks]
         if self.probe == "rademacher":
             probes = [torch.sign(p) for p in probes]
-        vjps = torch.autograd.grad(ks, ys, probes, create_graph=True, allow_unused=True)
+        with torch.enable_grad():  # regularization() may be called under no_grad after a training solve
+            vjps = torch.autograd.grad(ks, ys, probes, create_graph=True, allow_unused=True)
         total = sum(v.square().sum() for v in vjps if v is not None)
         return total / batch_size(stage.y)
 
@@ -136,11 +145,9 @@ class ExponentialAnnealing:
     """
 
     def __init__(self, start: float, end: float, epochs: int) -> None:
-        if start <= 0 or end <= 0:
-            raise ValueError(f"ExponentialAnnealing: start and end must be > 0, got {start}, {end}")
-        if epochs < 1:
-            raise ValueError(f"ExponentialAnnealing: epochs must be >= 1, got {epochs}")
-        self.start, self.end, self.epochs = float(start), float(end), int(epochs)
+        self.start = positive_float("ExponentialAnnealing: start", start)
+        self.end = positive_float("ExponentialAnnealing: end", end)
+        self.epochs = positive_int("ExponentialAnnealing: epochs", epochs, "the number of epochs to anneal over")
 
     def __call__(self, epoch: int) -> float:
         if self.epochs == 1 or epoch >= self.epochs:
@@ -153,28 +160,50 @@ class ExponentialAnnealing:
 
 
 class WeightedRegularizer:
-    """A regularizer with its weight (a constant or a schedule of the epoch)."""
+    """A regularizer with its weight (a constant or a schedule of the epoch).
+
+    A constant weight must be a finite number >= 0; a schedule's value is checked by the same rule
+    every time it is read, so a schedule that drifts negative or to NaN fails at that epoch instead
+    of silently rewarding the quantity it should penalize.
+    """
 
     def __init__(self, name: str, regularizer, weight) -> None:
         if not callable(weight):
-            weight = float(weight)
-            if weight < 0:
-                raise ValueError(f"regularizer {name!r}: weight must be >= 0, got {weight}")
+            weight = nonnegative_float(f"regularizer {name!r}: weight", weight)
         self.name, self.regularizer, self.weight = name, regularizer, weight
 
     def weight_at(self, epoch: int) -> float:
-        return float(self.weight(epoch)) if callable(self.weight) else self.weight
+        if not callable(self.weight):
+            return self.weight
+        return nonnegative_float(f"regularizer {self.name!r}: the weight schedule {self.weight!r} at epoch {epoch}",
+                                 self.weight(epoch))
 
     @property
     def requires(self) -> frozenset:
         return frozenset(getattr(self.regularizer, "requires", ()))
 
 
+def _check_factory_options(kind: str, name: str, factory, options: dict) -> None:
+    """Refuse options the factory does not take, listing those it does (when its signature says)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: let the factory itself decide
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{kind} {name!r} has no option {key!r}{hint} (its options: {', '.join(valid) or 'none'})")
+
+
 def build_regularizers(spec) -> list[WeightedRegularizer]:
     """Regularizers from ``{name: weight}``, ``{name: (weight, options)}`` or ``{name: {"weight": w, ...}}``.
 
     Names are looked up among the registered step regularizers (did-you-mean on a typo); options are
-    passed to the factory.
+    checked against the factory's signature and passed to it.
     """
     from .plugins import get_registry
 
@@ -191,9 +220,12 @@ def build_regularizers(spec) -> list[WeightedRegularizer]:
                 raise ValueError(f"regularizer {name!r}: the options dict needs a 'weight'")
             weight = options.pop("weight")
         elif isinstance(value, tuple):
-            weight, options = value
+            if len(value) != 2 or not isinstance(value[1], dict):
+                raise TypeError(f"regularizer {name!r}: a tuple value must be (weight, options dict), got {value!r}")
+            weight, options = value[0], dict(value[1])
         else:
             weight, options = value, {}
+        _check_factory_options("regularizer", name, factory, options)
         out.append(WeightedRegularizer(name, factory(**options), weight))
     return out
 

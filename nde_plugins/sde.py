@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torchsde
 
+from ._checks import check_step, check_times, check_tolerances, generator_from, positive_float, positive_int
 from .plugins import get_registry
 from .regularizers import build_regularizers, check_supported, weighted_regularization
 from .stats import SolverPlan, Stage, StepRecord, StepStats, rms
@@ -219,16 +220,21 @@ class SDEBlock(torch.nn.Module):
         dt: the step (the initial one with ``adaptive=True``); ``rtol``, ``atol``, ``dt_min``: torchsde's.
         adjoint: use ``torchsde.sdeint_adjoint``.
         test_time_noise: in eval mode, average ``samples`` noisy solves (seed 000's TTN) instead of
-            solving with the noise off.
+            solving with the noise off. The samples are solved as one batch of up to
+            ``samples_per_solve`` copies of the input at a time, which bounds the memory.
         seed / generator: make the Brownian paths reproducible: each call draws the path's entropy
-            from the generator (from ``seed``, or torch's global generator if neither is given).
+            from the generator (from ``seed``, or torch's global generator if neither is given; giving
+            both is an error).
         regularizers: as for ``ODEBlock``; step statistics need ``method="euler"``.
         return_all: return the states at all times of ``t``.
 
     ``forward(x)`` returns h(t1) (training: one noisy solve; eval: the noise-off solve or the TTN
     mean; ``return_samples=True`` gives the TTN samples stacked first). ``.stats`` and
     ``.regularization()`` behave as on ``ODEBlock`` (``stats.nfe_forward`` counts drift
-    evaluations, ``stats.nfe_diffusion`` diffusion evaluations).
+    evaluations, ``stats.nfe_diffusion`` diffusion evaluations). Per-step records hold tensors, so
+    they are kept only when something can read them: in training or with gradients enabled. In
+    eval under ``torch.no_grad()``, and for a test-time-noise forward split over several solves,
+    ``stats`` holds the evaluation counts only.
     """
 
     def __init__(
@@ -246,6 +252,7 @@ class SDEBlock(torch.nn.Module):
         adjoint: bool = False,
         test_time_noise: bool = False,
         samples: int = 1,
+        samples_per_solve: int = 32,
         seed: int | None = None,
         generator: torch.Generator | None = None,
         regularizers: Mapping[str, Any] | None = None,
@@ -261,25 +268,23 @@ class SDEBlock(torch.nn.Module):
             raise ValueError("diffusion_options only apply when diffusion is given by name")
         if not isinstance(diffusion, torch.nn.Module) or not hasattr(diffusion, "uses_drift"):
             raise TypeError("diffusion must be a registered name or a nde_plugins.diffusions.Diffusion module")
-        samples = int(samples)
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1 (the number of noisy solves averaged at test time), got {samples}")
+        samples = positive_int("samples", samples, "the number of noisy solves averaged at test time")
+        self.samples_per_solve = positive_int("samples_per_solve", samples_per_solve,
+                                              "how many test-time-noise samples one batched solve holds")
         if test_time_noise and diffusion.is_zero:
             raise ValueError("test_time_noise averages noisy solves, but the diffusion is zero; drop one of them")
-        if dt <= 0:
-            raise ValueError(f"dt must be > 0, got {dt}")
-        t = torch.as_tensor(t, dtype=torch.get_default_dtype())
-        if t.dim() != 1 or len(t) < 2 or not bool((t[1:] > t[:-1]).all()):
-            raise ValueError(f"t must be 1-D, increasing, with at least two times; got {t.tolist()}")
+        t = check_times(torch.as_tensor(t, dtype=torch.get_default_dtype()), increasing_only=True)
+        # torchsde loops forever on a NaN step and silently takes one step for a dt beyond the interval.
+        dt = check_step("dt", dt, t)
+        check_tolerances(rtol, atol)
+        dt_min = positive_float("dt_min", dt_min, "the smallest step adaptive stepping may take")
         self.register_buffer("t", t, persistent=False)
         self.sde = (_GeneralSDE if adjoint or method != "euler" else _EulerSDE)(drift, diffusion)
-        self.method, self.dt, self.adaptive = method, float(dt), adaptive
+        self.method, self.dt, self.adaptive = method, dt, bool(adaptive)
         self.rtol, self.atol, self.dt_min, self.adjoint = rtol, atol, dt_min, adjoint
         self.test_time_noise, self.samples, self.return_all = test_time_noise, samples, return_all
         self.record_stats = record_stats
-        self._generator = generator if generator is not None else (
-            torch.Generator().manual_seed(seed) if seed is not None else None
-        )
+        self._generator = generator_from(seed, generator)
         steps_observable = method in STEP_STATISTICS_METHODS and not adjoint
         self.plan = SolverPlan(method, "adaptive" if adaptive else "fixed", c=(0.0,), b=(1.0,), kind="sde",
                                error_estimate=steps_observable, stiffness_estimate=steps_observable)
@@ -301,7 +306,7 @@ class SDEBlock(torch.nn.Module):
     def _entropy(self) -> int:
         return int(torch.randint(0, 2**62, (1,), generator=self._generator).item())
 
-    def _solve(self, x: torch.Tensor, noise_on: bool) -> torch.Tensor:
+    def _solve(self, x: torch.Tensor, noise_on: bool) -> tuple[torch.Tensor, StepStats | None]:
         t = self.t.to(device=x.device, dtype=x.dtype)
         bm = torchsde.BrownianInterval(
             t0=float(t[0]), t1=float(t[-1]), size=x.shape, dtype=x.dtype, device=x.device, entropy=self._entropy(),
@@ -309,7 +314,10 @@ class SDEBlock(torch.nn.Module):
         )
         recorder = None
         if self.record_stats:
-            recorder = _SDERecorder(self.plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=True)
+            # Step records pin every step's state; in eval under no_grad nothing can differentiate
+            # them and regularizers are off, so only the counts are kept.
+            keep = self.training or torch.is_grad_enabled()
+            recorder = _SDERecorder(self.plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=keep)
         self.sde.recorder, self.sde.noise_on = recorder, noise_on
         kwargs = dict(bm=bm, method=self.method, dt=self.dt, adaptive=self.adaptive, rtol=self.rtol,
                       atol=self.atol, dt_min=self.dt_min)
@@ -318,26 +326,54 @@ class SDEBlock(torch.nn.Module):
                 ys = torchsde.sdeint_adjoint(self.sde, x, t, adjoint_method=self.method, **kwargs)
             else:
                 ys = torchsde.sdeint(self.sde, x, t, **kwargs)
+        except AssertionError as exc:
+            # torchsde's adaptive stepping stops on a NaN error estimate with a bare assertion.
+            if "nan" not in str(exc).lower():
+                raise
+            ys = None
         finally:
             self.sde.noise_on = True
-        if recorder is not None:
-            self.stats = recorder.finish()
-        if not bool(torch.isfinite(ys[-1]).all()):
-            raise FloatingPointError(f"non-finite state at the final time t = {float(t[-1]):.6g} in an SDE solve")
-        return ys
+        if ys is None or not bool(torch.isfinite(ys[-1]).all()):
+            raise FloatingPointError(
+                f"the SDE state became non-finite {self._where_diverged(t, ys, recorder)} (method {self.method!r}): "
+                "the drift or the noise diverged; try a smaller dt, a smaller diffusion or a better-scaled drift"
+            )
+        return ys, (recorder.finish() if recorder is not None else None)
+
+    @staticmethod
+    def _where_diverged(t: torch.Tensor, ys: torch.Tensor | None, recorder: _SDERecorder | None) -> str:
+        """The first step (from the recorded calls) or output interval where the state is non-finite."""
+        if recorder is not None and recorder.calls:
+            for time, y, _, _ in recorder.calls:
+                if not bool(torch.isfinite(y).all()):
+                    return f"at t = {time:.6g}"
+            # The overflow happened inside the last step (adaptive stepping stops on its error estimate).
+            return f"in the step from t = {recorder.calls[-1][0]:.6g}"
+        if ys is None:
+            return f"between t = {float(t[0]):.6g} and t = {float(t[-1]):.6g}"
+        bad = int(torch.isfinite(ys.flatten(1)).all(1).logical_not().nonzero()[0])
+        return f"between t = {float(t[bad - 1]):.6g} and t = {float(t[bad]):.6g}"
 
     def forward(self, x: torch.Tensor, return_samples: bool = False) -> torch.Tensor:
         if x.dim() != 2:
             raise ValueError(f"SDEBlock needs inputs shaped (batch, channels) as torchsde does; got {tuple(x.shape)} "
                              "(flatten other dimensions first, e.g. x.flatten(1))")
+        if not x.is_floating_point():
+            raise TypeError(f"SDEBlock input has dtype {x.dtype}; states must be floating point (pass x.float())")
         if self.training or not self.test_time_noise:
-            ys = self._solve(x, noise_on=self.training)
+            ys, self.stats = self._solve(x, noise_on=self.training)
             out = ys if self.return_all else ys[-1]
             return out.unsqueeze(0) if return_samples else out
-        # Test-time noise: all samples in one batched solve, then the mean over samples.
-        ys = self._solve(x.repeat(self.samples, 1), noise_on=True)
-        ys = ys.reshape(ys.shape[0], self.samples, *x.shape)
-        per_sample = (ys if self.return_all else ys[-1:]).movedim(1, 0)
+        # Test-time noise: the samples as batched solves of up to samples_per_solve copies each.
+        chunks, stats = [], None
+        for start in range(0, self.samples, self.samples_per_solve):
+            n = min(self.samples_per_solve, self.samples - start)
+            ys, chunk_stats = self._solve(x.repeat(n, 1), noise_on=True)
+            ys = ys if self.return_all else ys[-1:]
+            chunks.append(ys.reshape(ys.shape[0], n, *x.shape).movedim(1, 0))
+            stats = chunk_stats if stats is None else stats.merged_counts(chunk_stats)
+        self.stats = stats
+        per_sample = torch.cat(chunks)
         if not self.return_all:
             per_sample = per_sample[:, 0]
         return per_sample if return_samples else per_sample.mean(0)

@@ -20,11 +20,14 @@ Traps handled here (see the comments where each is dealt with):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from ._checks import check_field_output
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -143,6 +146,14 @@ class StepStats:
     def method(self) -> str:
         return self.plan.method
 
+    def merged_counts(self, other: StepStats) -> StepStats:
+        """The evaluation counts of two solves added up, without per-step records (which belong to one solve)."""
+        return StepStats(
+            self.plan, nfe_forward=self.nfe_forward + other.nfe_forward,
+            nfe_backward=self.nfe_backward + other.nfe_backward,
+            nfe_diffusion=self.nfe_diffusion + other.nfe_diffusion, rtol=self.rtol, atol=self.atol,
+        )
+
     @property
     def accepted(self) -> list[StepRecord]:
         return [s for s in self.steps if s.accepted]
@@ -228,6 +239,8 @@ class StepRecorder:
             self.stats.nfe_backward += 1
             return
         self.stats.nfe_forward += 1
+        if self.stats.nfe_forward == 1:
+            check_field_output(k, y, f"method {self.plan.method!r}")
         if not self.keep_stages:
             return
         stage = Stage(t, y, k)
@@ -375,6 +388,11 @@ class ObservedField(torch.nn.Module):
         super().__init__()
         self.field = field
         self.recorder = recorder
+        unused = {name for name in _CALLBACKS[1:] if hasattr(field, name)} if type(self) is ObservedField else set()
+        if unused:
+            # The user's accept/reject callbacks cannot be forwarded from a fixed grid: say so, as
+            # torchdiffeq does for its own fixed-grid solvers.
+            warnings.warn(f"Solver '{recorder.plan.method}' does not support callbacks {unused}", stacklevel=4)
         for name in _ADJOINT_CALLBACKS:
             if hasattr(field, name):
                 object.__setattr__(self, name, getattr(field, name))

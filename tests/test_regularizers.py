@@ -74,7 +74,7 @@ def test_exponential_annealing():
     schedule = nde.ExponentialAnnealing(100, 10, 75)
     assert schedule(1) == pytest.approx(100) and schedule(75) == pytest.approx(10) and schedule(200) == 10
     assert schedule(38) == pytest.approx(100 * 0.1 ** (37 / 74))
-    with pytest.raises(ValueError, match="must be > 0"):
+    with pytest.raises(ValueError, match="start must be a finite number > 0"):
         nde.ExponentialAnnealing(0, 1, 5)
 
 
@@ -160,7 +160,7 @@ def test_block_without_statistics():
         (dict(method="bosh3", regularizers={"stiffness": 1}), "needs two stages with equal c .* 'bosh3' has none"),
         (dict(method="rk38", options={"step_size": 0.1}, regularizers={"stiffness": 1}), "equal c"),
         (dict(regularizers={"eror_estimate": 1}), "did you mean 'error_estimate'"),
-        (dict(regularizers={"error_estimate": -1}), "weight must be >= 0"),
+        (dict(regularizers={"error_estimate": -1}), "weight must be a finite number >= 0"),
         (dict(regularizers={"error_estimate": {"power": 2}}), "needs a 'weight'"),
         (dict(t=[1.0]), "at least two times"),
     ],

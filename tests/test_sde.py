@@ -161,7 +161,7 @@ def test_error_regularizer_gradient_reaches_the_drift():
         (dict(diffusion="none", test_time_noise=True), "the diffusion is zero"),
         (dict(method="milstein", regularizers={"error_estimate": 1.0}), "use one that has: euler"),
         (dict(adjoint=True, regularizers={"error_estimate": 1.0}), "adjoint=True"),
-        (dict(dt=0.0), "dt must be > 0"),
+        (dict(dt=0.0), "dt must be a finite number > 0"),
         (dict(t=[1.0, 0.0]), "increasing"),
     ],
 )
