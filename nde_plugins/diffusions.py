@@ -11,11 +11,13 @@ the drift once per stage and shares it) and None otherwise.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
 import torch
 
+from ._checks import as_float
 from .hookspecs import hookimpl
 
 
@@ -36,7 +38,12 @@ class NoDiffusion(Diffusion):
 
 
 def _sigma(name: str, sigma, learnable: bool) -> torch.Tensor:
-    value = torch.as_tensor(sigma, dtype=torch.get_default_dtype())
+    if isinstance(sigma, (bool, str)) or (torch.is_tensor(sigma) and sigma.dtype == torch.bool):
+        raise TypeError(f"{name}: sigma must be a number or one number per channel, got {sigma!r}")
+    try:
+        value = torch.as_tensor(sigma, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: sigma must be a number or one number per channel, got {sigma!r}") from None
     if value.dim() > 1:
         raise ValueError(f"{name}: sigma must be a scalar or one value per channel, got shape {tuple(value.shape)}")
     if not torch.isfinite(value).all() or (value < 0).any():
@@ -85,7 +92,7 @@ class DropoutDiffusion(Diffusion):
 
     def __init__(self, p: float = 0.9) -> None:
         super().__init__()
-        p = float(p)
+        p = as_float("dropout: keep probability p", p)
         if not 0.0 < p <= 1.0:
             raise ValueError(f"dropout: keep probability p must satisfy 0 < p <= 1, got {p}")
         self.p = p
@@ -117,6 +124,11 @@ def _factory(cls):
         return cls(**options)
 
     factory.__doc__ = cls.__doc__
+    # Show the class's options as the factory's, so unknown ones are refused with the valid ones listed.
+    drift_param = inspect.Parameter("drift", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    factory.__signature__ = inspect.signature(cls).replace(
+        parameters=[drift_param, *inspect.signature(cls).parameters.values()]
+    )
     return factory
 
 

@@ -15,12 +15,9 @@ kinetic-energy and Jacobian-Frobenius baselines.
 
 from __future__ import annotations
 
-import difflib
-import inspect
-
 import torch
 
-from ._checks import nonnegative_float, positive_float, positive_int
+from ._checks import check_factory_options, nonnegative_float, positive_float, positive_int
 from .hookspecs import hookimpl
 from .stats import Stage, StepStats, batch_size, flat, step_quadrature
 
@@ -183,22 +180,6 @@ class WeightedRegularizer:
         return frozenset(getattr(self.regularizer, "requires", ()))
 
 
-def _check_factory_options(kind: str, name: str, factory, options: dict) -> None:
-    """Refuse options the factory does not take, listing those it does (when its signature says)."""
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # a builtin or C callable: let the factory itself decide
-        return
-    if any(p.kind == p.VAR_KEYWORD for p in params):
-        return
-    valid = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    for key in options:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{kind} {name!r} has no option {key!r}{hint} (its options: {', '.join(valid) or 'none'})")
-
-
 def build_regularizers(spec) -> list[WeightedRegularizer]:
     """Regularizers from ``{name: weight}``, ``{name: (weight, options)}`` or ``{name: {"weight": w, ...}}``.
 
@@ -225,7 +206,7 @@ def build_regularizers(spec) -> list[WeightedRegularizer]:
             weight, options = value[0], dict(value[1])
         else:
             weight, options = value, {}
-        _check_factory_options("regularizer", name, factory, options)
+        check_factory_options("regularizer", name, factory, options)
         out.append(WeightedRegularizer(name, factory(**options), weight))
     return out
 

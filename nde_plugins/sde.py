@@ -30,7 +30,15 @@ from typing import Any
 import torch
 import torchsde
 
-from ._checks import check_step, check_times, check_tolerances, generator_from, positive_float, positive_int
+from ._checks import (
+    check_factory_options,
+    check_step,
+    check_times,
+    check_tolerances,
+    generator_from,
+    positive_float,
+    positive_int,
+)
 from .plugins import get_registry
 from .regularizers import build_regularizers, check_supported, weighted_regularization
 from .stats import SolverPlan, Stage, StepRecord, StepStats, rms
@@ -263,6 +271,10 @@ class SDEBlock(torch.nn.Module):
         _check_method(method, adjoint)
         if isinstance(diffusion, str):
             factory = get_registry().get("diffusion", diffusion)
+            if diffusion_options is not None and not isinstance(diffusion_options, Mapping):
+                raise TypeError(f"diffusion_options must be a dict of the diffusion's options, "
+                                f"got {type(diffusion_options).__name__}")
+            check_factory_options("diffusion", diffusion, factory, diffusion_options or {}, skip=1)
             diffusion = factory(drift, **dict(diffusion_options or {}))
         elif diffusion_options:
             raise ValueError("diffusion_options only apply when diffusion is given by name")

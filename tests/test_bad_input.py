@@ -285,3 +285,19 @@ def test_test_time_noise_is_chunked_and_keeps_no_step_records_under_no_grad():
     single = nde.SDEBlock(Drift(), "additive", {"sigma": 0.3}, dt=0.25, seed=0).train()
     single(x)
     assert len(single.stats.steps) == 4  # training keeps per-step records
+
+
+@pytest.mark.parametrize(
+    "diffusion, options, error, match",
+    [
+        ("additive", {"sigmaa": 0.1}, ValueError, r"no option 'sigmaa'; did you mean 'sigma'\? \(its options: sigma"),
+        ("dropout", {"sigma": 0.1}, ValueError, r"diffusion 'dropout' has no option 'sigma' \(its options: p\)"),
+        ("additive", {"sigma": True}, TypeError, "sigma must be a number"),
+        ("multiplicative", {"sigma": "0.1"}, TypeError, "sigma must be a number"),
+        ("dropout", {"p": True}, TypeError, "p must be a number"),
+        ("additive", [("sigma", 0.1)], TypeError, "diffusion_options must be a dict"),
+    ],
+)
+def test_diffusion_options_are_validated(diffusion, options, error, match):
+    with pytest.raises(error, match=match):
+        nde.SDEBlock(Drift(), diffusion, options)
