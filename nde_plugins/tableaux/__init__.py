@@ -2,7 +2,7 @@
 
 from ._family import DomainRule, TableauFamily
 from ._order import OrderResidual, order_residuals, trees_of_order, trees_up_to
-from ._tableau import Tableau, TableauError
+from ._tableau import Tableau, TableauError, TableauWarning
 
 __all__ = [
     "DomainRule",
@@ -10,6 +10,7 @@ __all__ = [
     "Tableau",
     "TableauError",
     "TableauFamily",
+    "TableauWarning",
     "order_residuals",
     "trees_of_order",
     "trees_up_to",

@@ -17,15 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from math import prod
+from numbers import Integral
 
 Tree = tuple  # recursive: tuple[Tree, ...]
 
 
+# tree_order and tree_density are cached: every member a family builds checks the same few trees,
+# and recomputing them recursively was a visible share of that check.
+@cache
 def tree_order(tree: Tree) -> int:
     """Number of nodes of ``tree``."""
     return 1 + sum(tree_order(child) for child in tree)
 
 
+@cache
 def tree_density(tree: Tree) -> int:
     """gamma(tree): the order times the densities of the subtrees."""
     return tree_order(tree) * prod(tree_density(child) for child in tree)
@@ -38,11 +43,27 @@ def tree_to_str(tree: Tree) -> str:
     return "[" + ", ".join(tree_to_str(child) for child in tree) + "]"
 
 
-@cache
+def _check_order(order: object, least: int) -> int:
+    # bool is an int subclass and a float such as 2.0 hashes like 2: both would slip through the
+    # cache below as if they were valid orders, so the type is checked before any lookup.
+    if isinstance(order, bool) or not isinstance(order, Integral):
+        raise ValueError(f"order must be an int >= {least}, got {order!r} ({type(order).__name__})")
+    order = int(order)
+    if order < least:
+        raise ValueError(f"order must be >= {least}, got {order}")
+    return order
+
+
 def trees_of_order(order: int) -> tuple[Tree, ...]:
-    """All rooted trees with exactly ``order`` nodes, each once, in a fixed order."""
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
+    """All rooted trees with exactly ``order`` nodes, each once, in a fixed order.
+
+    Raises ``ValueError`` unless ``order`` is an integer (not a bool) >= 1.
+    """
+    return _trees_of_order(_check_order(order, 1))
+
+
+@cache
+def _trees_of_order(order: int) -> tuple[Tree, ...]:
     if order == 1:
         return ((),)
     forests = _forests(order - 1, max_child=None)
@@ -63,7 +84,7 @@ def _forests(n_nodes: int, max_child: Tree | None) -> list[Tree]:
         return [()]
     result = []
     for first_size in range(n_nodes, 0, -1):
-        for first in trees_of_order(first_size):
+        for first in _trees_of_order(first_size):
             if max_child is not None and _sort_key(first) > _sort_key(max_child):
                 continue
             for rest in _forests(n_nodes - first_size, first):
@@ -72,8 +93,8 @@ def _forests(n_nodes: int, max_child: Tree | None) -> list[Tree]:
 
 
 def trees_up_to(order: int) -> tuple[Tree, ...]:
-    """All rooted trees with 1..``order`` nodes."""
-    return tuple(t for p in range(1, order + 1) for t in trees_of_order(p))
+    """All rooted trees with 1..``order`` nodes (none for ``order == 0``)."""
+    return tuple(t for p in range(1, _check_order(order, 0) + 1) for t in _trees_of_order(p))
 
 
 def _stage_weights(tree: Tree, a: Sequence[Sequence[float]], cache: dict) -> list[float]:
@@ -113,10 +134,16 @@ def order_residuals(
 ) -> list[OrderResidual]:
     """Residuals of all order conditions up to ``max_order`` for the given stage ``weights``.
 
-    ``a`` is the full square (strictly lower triangular) matrix. With ``theta != 1`` the targets
-    are ``theta**order / gamma``: the conditions a continuous (dense-output) extension must meet
-    when ``weights`` are its weights at ``t0 + theta * h``.
+    ``a`` is the full square (strictly lower triangular) matrix and ``weights`` has one entry per
+    stage; a mismatch raises ``ValueError`` (pairing them up silently would drop stages). With
+    ``theta != 1`` the targets are ``theta**order / gamma``: the conditions a continuous
+    (dense-output) extension must meet when ``weights`` are its weights at ``t0 + theta * h``.
     """
+    s = len(a)
+    if any(len(row) != s for row in a):
+        raise ValueError(f"a must be a square matrix; its rows have lengths {[len(row) for row in a]} for {s} rows")
+    if len(weights) != s:
+        raise ValueError(f"weights has {len(weights)} entries but a has {s} stages; give one weight per stage")
     cache: dict = {}
     out = []
     for tree in trees_up_to(max_order):
@@ -127,10 +154,17 @@ def order_residuals(
     return out
 
 
-def achieved_order(a: Sequence[Sequence[float]], weights: Sequence[float], tol: float, limit: int = 8) -> int:
-    """Largest p <= ``limit`` such that every condition up to p holds within ``tol``."""
-    residuals = order_residuals(a, weights, limit)
+def achieved_order(
+    a: Sequence[Sequence[float]], weights: Sequence[float], tol: float, limit: int = 8, theta: float = 1.0
+) -> int:
+    """Largest p <= ``limit`` such that every condition up to p holds within ``tol`` (0 if none does).
+
+    With ``theta != 1`` this is the order of the continuous extension whose weights at
+    ``t0 + theta * h`` are ``weights`` (see ``order_residuals``). A NaN residual (coefficients
+    whose products overflow) counts as a failed condition.
+    """
+    residuals = order_residuals(a, weights, limit, theta)
     for p in range(1, limit + 1):
-        if any(abs(r.residual) > tol for r in residuals if r.order == p):
+        if any(not abs(r.residual) <= tol for r in residuals if r.order == p):
             return p - 1
     return limit
