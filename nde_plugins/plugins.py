@@ -5,15 +5,35 @@ third-party ones. Every hook implementation is called on its own, with a ``regis
 stages what the plugin contributes; the staged entries are committed only if the whole hook ran
 cleanly and none of its names is taken, so a failing plugin leaves no half-registered state.
 
+What a plugin is: a module, class or instance with at least one function marked
+``@nde_plugins.hookimpl`` and named after one of the hooks in ``KINDS`` (or marked with that name as
+``specname``). Refused as broken: an object that cannot be a plugin (None, a number, a string, a
+collection, a hook function on its own), a function named like a hook but not marked (pluggy would
+never call it), an unknown hook, a hook wrapper, an object with no hook at all, a hook that returns
+something instead of calling ``register``, and a ``register`` call made after its hook returned.
+
 Failure policy:
 - a built-in plugin that fails is a bug and raises;
-- an entry-point plugin that fails to import, implements an unknown hook, raises inside its hook,
-  registers something invalid or takes a name already taken is skipped with a ``PluginWarning``
-  and listed in ``Registry.load_errors`` (and by ``nde-plugins plugins``); everything else loads;
-- a plugin registered at run time with ``register_plugin`` raises, since its author is right there.
+- an entry-point plugin that fails to import, is broken as above, raises inside its hook, calls
+  ``sys.exit()`` (at import or in its hook), registers something invalid or takes a name already
+  taken is skipped and listed in ``Registry.load_errors`` (and by ``nde-plugins plugins``);
+  everything else loads. One ``PluginWarning`` per skipped plugin is emitted once loading has
+  finished, so a warning filter that turns warnings into errors cannot cut loading short;
+- whatever escapes loading (a failing built-in, an invalid ``NDE_PLUGINS_DISABLE_ENTRY_POINTS``,
+  ``KeyboardInterrupt``) leaves nothing registered and the next lookup loads afresh: the registry is
+  never marked loaded with plugins missing;
+- a plugin registered at run time with ``register_plugin`` raises, since its author is right there;
+- ``unregister_plugin`` removes only such run-time plugins: built-in and entry-point plugins are
+  refused (to leave entry-point plugins out, set ``NDE_PLUGINS_DISABLE_ENTRY_POINTS=1`` or uninstall
+  the package that provides them).
 
-Set ``NDE_PLUGINS_DISABLE_ENTRY_POINTS=1`` to load the built-ins only (for reproducible runs or
-to rule out a broken third-party package).
+``NDE_PLUGINS_DISABLE_ENTRY_POINTS`` set to ``1``, ``true``, ``yes`` or ``on`` loads the built-ins only
+(for reproducible runs or to rule out a broken third-party package); unset, empty, ``0``, ``false``,
+``no`` or ``off`` loads entry points too. Case and surrounding spaces do not matter; any other value
+raises ``PluginError`` at the first lookup instead of being guessed at.
+
+Lookups take no lock: a table of registrations is replaced on every change, never modified, so a
+reader always sees a whole state. Loading and (un)registering are serialized by one lock.
 """
 
 from __future__ import annotations
@@ -21,10 +41,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
+import numbers
 import os
+import reprlib
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +72,14 @@ KINDS: dict[str, str] = {
     "step_regularizer": "register_step_regularizers",
     "solver_schedule": "register_solver_schedules",
 }
+
+_DISABLE_SPELLINGS = ("1", "true", "yes", "on")
+_ENABLE_SPELLINGS = ("", "0", "false", "no", "off")
+_WHAT_A_PLUGIN_IS = "a plugin is a module, class or instance with functions marked @nde_plugins.hookimpl"
+_IMPL_MARKER = f"{hookspecs.PROJECT_NAME}_impl"  # the attribute pluggy's HookimplMarker sets
+# Values that are never plugins. pluggy would accept them (and silently ignore None) and find no hooks.
+_NOT_PLUGINS = (str, bytes, bytearray, numbers.Number, list, tuple, dict, set, frozenset)
+_MISSING = object()
 
 
 class PluginError(RuntimeError):
@@ -107,8 +138,13 @@ def _validate_tableau(obj: Any) -> str:
 
 def _validate_factory(kind: str) -> Callable[[Any, Any], str]:
     def check(name: Any, factory: Any) -> str:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise TypeError(f"{KINDS[kind]}: register(name, factory) needs an identifier name, got {name!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"{KINDS[kind]}: register(name, factory) needs a str name, got {type(name).__name__} "
+                            f"{reprlib.repr(name)}")
+        if not name.isidentifier():
+            raise ValueError(f"{KINDS[kind]}: register(name, factory) got the name {name!r}; a name must be a Python "
+                             "identifier (letters, digits and underscores, not starting with a digit) so that it "
+                             "can be written in method specs and on the command line")
         if not callable(factory):
             raise TypeError(f"{KINDS[kind]}: the factory registered as {name!r} is not callable")
         return name
@@ -116,13 +152,118 @@ def _validate_factory(kind: str) -> Callable[[Any, Any], str]:
     return check
 
 
+class _Register:
+    """The ``register`` callback handed to one call of one hook.
+
+    It stages what the hook contributes (``Registry._add`` commits it all or nothing) and refuses to
+    be called once the hook has returned: a plugin that kept the callback for later would otherwise
+    register nothing without a word.
+    """
+
+    def __init__(self, kind: str, source: PluginSource, staged: list[Registration]) -> None:
+        self._kind, self._source, self._staged = kind, source, staged
+        self._validate = _validate_tableau if kind == "tableau" else _validate_factory(kind)
+        self.open = True
+
+    def __call__(self, obj: Any, factory: Any = None) -> None:
+        hook_name = KINDS[self._kind]
+        if not self.open:
+            raise PluginError(
+                f"register() was called after {hook_name} of {self._source} had returned; call register() "
+                "inside the hook, which runs once, when the plugin is registered"
+            )
+        if self._kind == "tableau":
+            if factory is not None:
+                raise TypeError("register_tableaux: register() takes one Tableau or TableauFamily")
+            self._staged.append(Registration(self._kind, self._validate(obj), obj, self._source))
+        else:
+            self._staged.append(Registration(self._kind, self._validate(obj, factory), factory, self._source))
+
+
 def _suggest(name: str, candidates: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
+def _marker(value: Any) -> Any:
+    """The hookimpl options attached to ``value`` (or to the function a static/class method wraps)."""
+    for holder in (value, getattr(value, "__func__", None)):
+        try:
+            opts = getattr(holder, _IMPL_MARKER, None)
+        except Exception:  # noqa: BLE001 - arbitrary objects may raise on attribute access
+            opts = None
+        if isinstance(opts, dict):
+            return opts
+    return None
+
+
+def _refuse_non_plugin(plugin: Any, who: str) -> None:
+    """Raise ``PluginError`` for values that cannot be plugins, with a hint at what was meant."""
+    if plugin is None or isinstance(plugin, _NOT_PLUGINS):
+        got = "None" if plugin is None else f"{type(plugin).__name__} {reprlib.repr(plugin)}"
+        hint = ""
+        if isinstance(plugin, str):
+            hint = f"; to register a module by name, import it first: importlib.import_module({plugin!r})"
+        elif isinstance(plugin, (list, tuple, set, frozenset)):
+            hint = "; register each plugin of a collection on its own"
+        raise PluginError(f"{who}: {_WHAT_A_PLUGIN_IS}, got {got}{hint}")
+    if inspect.isroutine(plugin) and _marker(plugin) is not None:
+        raise PluginError(
+            f"{who} is the hook function {getattr(plugin, '__name__', '?')!r} itself, not a plugin; register "
+            "the module or object that defines it (for an entry point: point the entry point at the module or "
+            "object that defines it)"
+        )
+
+
+def _attributes(plugin: Any, who: str) -> list[str]:
+    try:
+        return [attr for attr in dir(plugin) if isinstance(attr, str)]
+    except Exception as exc:  # noqa: BLE001 - a plugin's own __dir__ may raise anything
+        raise PluginError(
+            f"{who}: dir() of the plugin raised {type(exc).__name__}: {exc}; hooks are found by listing a "
+            "plugin's attributes, so dir() must work on it"
+        ) from exc
+
+
+def _static_attribute(plugin: Any, name: str) -> Any:
+    # Static lookup, like pluggy's: a property named like a hook is not run just to inspect it.
+    try:
+        return inspect.getattr_static(plugin, name, _MISSING)
+    except Exception:  # noqa: BLE001 - exotic metaclasses may raise
+        return _MISSING
+
+
+def _is_instance_method(value: Any) -> bool:
+    """Whether ``value``, found on a class, is a plain function that expects ``self``."""
+    if not inspect.isfunction(value):
+        return False
+    try:
+        first = next(iter(inspect.signature(value).parameters), None)
+    except (TypeError, ValueError):
+        return False
+    return first == "self"
+
+
 def _entry_points(group: str) -> list[importlib.metadata.EntryPoint]:
     return list(importlib.metadata.entry_points(group=group))
+
+
+def _entry_points_disabled_by(environ: Mapping[str, str]) -> bool:
+    """What ``NDE_PLUGINS_DISABLE_ENTRY_POINTS`` asks for; an unknown spelling raises ``PluginError``.
+
+    A typo must not silently load exactly the third-party plugins its author meant to rule out.
+    """
+    raw = environ.get(DISABLE_ENTRY_POINTS_ENV, "")
+    value = raw.strip().lower()
+    if value in _DISABLE_SPELLINGS:
+        return True
+    if value in _ENABLE_SPELLINGS:
+        return False
+    raise PluginError(
+        f"{DISABLE_ENTRY_POINTS_ENV}={raw!r} is not understood; set it to one of {', '.join(_DISABLE_SPELLINGS)} "
+        f"to load the built-in plugins only, or to one of {', '.join(_ENABLE_SPELLINGS[1:])} (or leave it unset "
+        "or empty) to load entry-point plugins too; case and surrounding spaces do not matter"
+    )
 
 
 def _own_version() -> str:
@@ -132,6 +273,23 @@ def _own_version() -> str:
         from . import __version__
 
         return __version__
+
+
+def _default_name(plugin: Any) -> str:
+    try:
+        name = getattr(plugin, "__name__", None)
+    except Exception:  # noqa: BLE001 - arbitrary objects may raise on attribute access
+        name = None
+    return name if isinstance(name, str) and name else f"{type(plugin).__name__}-{id(plugin):x}"
+
+
+def _entry_point_source(ep: Any) -> PluginSource:
+    dist = getattr(ep, "dist", None)
+    dist_name = getattr(dist, "name", None)
+    ep_name = getattr(ep, "name", None) or repr(ep)
+    # Qualify by distribution: two packages may both call their entry point "tableaux".
+    plugin_name = f"{dist_name}:{ep_name}" if dist_name else ep_name
+    return PluginSource(plugin_name, "entry point", dist_name, getattr(dist, "version", None))
 
 
 class Registry:
@@ -153,125 +311,246 @@ class Registry:
         entry_points: Callable[[str], list] = _entry_points,
         reserved: dict[str, Callable[[], Iterable[str]]] | None = None,
     ) -> None:
+        if isinstance(default_plugins, str):
+            raise TypeError(f"default_plugins takes module names, got the single str {default_plugins!r}; "
+                            f"pass ({default_plugins!r},)")
+        if load_entry_points not in (None, True, False):
+            raise TypeError(f"load_entry_points must be True, False or None (None reads {DISABLE_ENTRY_POINTS_ENV}), "
+                            f"got {load_entry_points!r}")
         self._default_plugins = tuple(default_plugins)
         self._group = entry_point_group
         self._load_entry_points = load_entry_points
         self._discover = entry_points
         self._reserved = reserved or {}
+        self._lock = threading.RLock()
+        self._loaded = False
+        self._loading = False
+        self._reset()
+
+    def _reset(self) -> None:
+        """Back to the state before loading: no plugin registered, no load error."""
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
+        # kind -> name -> registration; replaced on every change, never modified (see the module docstring)
         self._entries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
         self._sources: dict[str, PluginSource] = {}  # plugin name -> source
         self._errors: list[LoadError] = []
-        self._loaded = False
-        self._lock = threading.RLock()
 
     # -- loading -----------------------------------------------------------------------------------
     def load(self) -> None:
-        """Register built-ins and (unless disabled) entry-point plugins. Idempotent."""
+        """Register built-ins and (unless disabled) entry-point plugins. Idempotent.
+
+        Loading always runs to the end: each skipped entry-point plugin is warned about
+        (``PluginWarning``) only after every plugin was processed, so a filter that turns warnings
+        into errors makes this call raise the first warning but leaves the registry complete. If
+        anything else escapes (a failing built-in, an invalid ``NDE_PLUGINS_DISABLE_ENTRY_POINTS``,
+        ``KeyboardInterrupt``), nothing stays registered and the next call loads afresh.
+        """
+        if self._loaded:  # the common case: no lock on the lookup path
+            return
         with self._lock:
-            if self._loaded:
+            # _loading: a plugin module that uses the registry while it is imported sees what is
+            # registered so far instead of starting a second, recursive load.
+            if self._loaded or self._loading:
                 return
-            self._loaded = True  # set first: a plugin importing nde_plugins must not re-enter
-            version = _own_version()
-            for module_name in self._default_plugins:
-                module = importlib.import_module(module_name)
-                self._add(module, PluginSource(module_name, "built-in", "nde_plugins", version))
-            if self._entry_points_enabled():
-                for ep in self._discover(self._group):
-                    self._load_entry_point(ep)
+            self._loading = True
+            try:
+                self._load_all()
+            except BaseException:
+                self._reset()
+                raise
+            finally:
+                self._loading = False
+            self._loaded = True
+            skipped = list(self._errors)
+        for error in skipped:  # outside the lock: a warning handler may itself look plugins up
+            warnings.warn(f"nde_plugins skipped {error.source}: {error.message}", PluginWarning, stacklevel=2)
+
+    def _load_all(self) -> None:
+        scan_entry_points = self._entry_points_enabled()  # first: a bad setting is refused before anything loads
+        version = _own_version()
+        for module_name in self._default_plugins:
+            module = importlib.import_module(module_name)
+            self._add(module, PluginSource(module_name, "built-in", "nde_plugins", version))
+        if not scan_entry_points:
+            return
+        try:
+            entry_points = list(self._discover(self._group))
+        except Exception as exc:  # noqa: BLE001 - broken metadata of some installed package
+            source = PluginSource(f"{self._group} entry points", "entry point")
+            self._skip(source, f"listing the entry points of group {self._group!r} failed: {type(exc).__name__}: {exc}")
+            return
+        for ep in entry_points:
+            self._load_entry_point(ep)
 
     def _entry_points_enabled(self) -> bool:
         if self._load_entry_points is not None:
             return self._load_entry_points
-        return os.environ.get(DISABLE_ENTRY_POINTS_ENV, "").strip().lower() not in {"1", "true", "yes", "on"}
+        return not _entry_points_disabled_by(os.environ)
 
     def _load_entry_point(self, ep: Any) -> None:
-        dist = getattr(ep, "dist", None)
-        dist_name = getattr(dist, "name", None)
-        # Qualify by distribution: two packages may both call their entry point "tableaux".
-        plugin_name = f"{dist_name}:{ep.name}" if dist_name else ep.name
-        source = PluginSource(plugin_name, "entry point", dist_name, getattr(dist, "version", None))
+        source = _entry_point_source(ep)
+        target = getattr(ep, "value", source.plugin)
+        # SystemExit too: a third-party package calling sys.exit() must not end the caller's program.
         try:
             plugin = ep.load()
+        except SystemExit as exc:
+            self._skip(source, f"import of {target!r} called sys.exit({exc.code!r})")
+            return
         except Exception as exc:  # noqa: BLE001 - any import failure of a third-party package
-            self._skip(source, f"import of {ep.value!r} failed: {type(exc).__name__}: {exc}")
+            self._skip(source, f"import of {target!r} failed: {type(exc).__name__}: {exc}")
             return
         try:
             self._add(plugin, source)
         except PluginError as exc:
             self._skip(source, str(exc))
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - _add wraps plugin failures; this is the backstop
+            self._skip(source, f"registration failed: {type(exc).__name__}: {exc}")
 
     def _skip(self, source: PluginSource, message: str) -> None:
+        # Only recorded here; load() warns once every plugin was processed.
         self._errors.append(LoadError(source, message))
-        warnings.warn(f"nde_plugins skipped {source}: {message}", PluginWarning, stacklevel=4)
 
     # -- registering -------------------------------------------------------------------------------
     def register_plugin(self, plugin: Any, name: str | None = None) -> str:
         """Register a plugin object (module, class or instance with hook implementations) now.
 
         Raises ``PluginError`` (or ``PluginConflictError``) if it is invalid; on error nothing of
-        it stays registered. Returns the plugin's name, for ``unregister_plugin``.
+        it stays registered. ``name`` defaults to the object's ``__name__``. Returns the plugin's
+        name, for ``unregister_plugin``.
         """
+        _refuse_non_plugin(plugin, "register_plugin(plugin)")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise PluginError(f"register_plugin(plugin, name): name must be a non-empty str or None (to use the "
+                              f"plugin's __name__), got {reprlib.repr(name)}")
         self.load()
         with self._lock:
-            name = name or getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{id(plugin):x}"
+            name = name or _default_name(plugin)
             self._add(plugin, PluginSource(name, "runtime"))
             return name
 
     def unregister_plugin(self, plugin_or_name: Any) -> None:
-        """Remove a plugin registered with ``register_plugin`` and everything it contributed."""
+        """Remove a plugin registered with ``register_plugin`` and everything it contributed.
+
+        Built-in and entry-point plugins are refused with ``PluginError``: they are part of the
+        installation, not of the running program.
+        """
+        self.load()
         with self._lock:
-            if isinstance(plugin_or_name, str):
-                name = plugin_or_name
-            else:
-                name = self._pm.get_name(plugin_or_name)
-            if name is None or self._pm.get_plugin(name) is None:
-                raise PluginError(f"no plugin {plugin_or_name!r} is registered; registered: {self.plugin_names()}")
+            name = plugin_or_name if isinstance(plugin_or_name, str) else self._pm.get_name(plugin_or_name)
+            source = self._sources.get(name) if name is not None else None
+            if source is None:
+                raise PluginError(f"no plugin {plugin_or_name!r} is registered; registered: {sorted(self._sources)}")
+            if source.origin != "runtime":
+                if source.origin == "entry point":
+                    fix = ("to leave entry-point plugins out, set NDE_PLUGINS_DISABLE_ENTRY_POINTS=1 or uninstall the "
+                           f"package that provides it ({source.distribution or 'unknown distribution'})")
+                else:
+                    fix = "built-in plugins are part of nde_plugins (a Registry(default_plugins=...) leaves them out)"
+                raise PluginError(
+                    f"cannot unregister {source}: only plugins registered at run time with register_plugin can be "
+                    f"unregistered; {fix}"
+                )
             self._pm.unregister(name=name)
-            self._sources.pop(name, None)
-            for table in self._entries.values():
-                for key in [k for k, reg in table.items() if reg.source.plugin == name]:
-                    del table[key]
+            del self._sources[name]
+            self._entries = {
+                kind: {key: reg for key, reg in table.items() if reg.source.plugin != name}
+                for kind, table in self._entries.items()
+            }
 
     def _add(self, plugin: Any, source: PluginSource) -> None:
-        """Register ``plugin`` with pluggy, run its hooks, commit its entries; all or nothing."""
+        """Check ``plugin``, register it with pluggy, run its hooks, commit its entries; all or nothing."""
+        who = str(source)
         if self._pm.get_plugin(source.plugin) is not None:
             raise PluginConflictError(
                 f"a plugin named {source.plugin!r} is already registered ({self._sources.get(source.plugin)})"
             )
-        self._check_pending_for(plugin, str(source))
+        self._check_plugin(plugin, who)
+        try:
+            other = self._pm.get_name(plugin)
+        except Exception:  # noqa: BLE001 - the plugin's own __eq__ raised; pluggy.register reports it below
+            other = None
+        if other is not None:
+            raise PluginConflictError(
+                f"{who}: this plugin object is already registered as {other!r} ({self._sources.get(other)}); "
+                "a plugin object can be registered only once"
+            )
         try:
             self._pm.register(plugin, name=source.plugin)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"{source}: {exc}") from exc
+            raise PluginError(f"{who}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - pluggy inspects every attribute; anything may raise
+            if self._pm.get_plugin(source.plugin) is not None:
+                self._pm.unregister(name=source.plugin)
+            raise PluginError(f"{who} could not be registered: {type(exc).__name__}: {exc}") from exc
         try:
             self._commit(self._run_hooks(plugin, source))
-        except Exception as exc:
+        except BaseException as exc:
             self._pm.unregister(name=source.plugin)
             if isinstance(exc, PluginError):
                 raise
-            raise PluginError(f"{source} failed inside its hook: {type(exc).__name__}: {exc}") from exc
+            if isinstance(exc, SystemExit):
+                raise PluginError(f"{who} called sys.exit({exc.code!r}) inside its hook") from exc
+            if isinstance(exc, Exception):
+                raise PluginError(f"{who} failed inside its hook: {type(exc).__name__}: {exc}") from exc
+            raise  # KeyboardInterrupt and the like are the user's, not the plugin's
         self._sources[source.plugin] = source
 
-    def _check_pending_for(self, plugin: Any, who: str) -> None:
-        for hook_name in self._hook_names_of(plugin):
-            if hook_name not in KINDS.values():
-                raise PluginError(
-                    f"{who} implements unknown hook {hook_name!r}{_suggest(hook_name, KINDS.values())} "
-                    f"(known hooks: {', '.join(KINDS.values())})"
-                )
+    def _check_plugin(self, plugin: Any, who: str) -> None:
+        """Raise ``PluginError`` unless ``plugin`` is a plugin whose hooks will all be called.
 
-    def _hook_names_of(self, plugin: Any) -> list[str]:
-        names = []
-        for attr in dir(plugin):
+        pluggy itself accepts any object and ignores what it does not recognize; each rule here
+        turns one of those silent no-ops into an error that names the fix.
+        """
+        _refuse_non_plugin(plugin, who)
+        attributes = _attributes(plugin, who)
+        hooks: dict[str, tuple[str, dict]] = {}  # hook name -> (attribute, marker options)
+        for attr in attributes:
             try:
-                value = getattr(plugin, attr)
-            except Exception:  # noqa: BLE001 - properties of arbitrary objects may raise
+                opts = self._pm.parse_hookimpl_opts(plugin, attr)
+            except Exception:  # noqa: BLE001 - older pluggy reads attributes with getattr; a property may raise
                 continue
-            if self._pm.parse_hookimpl_opts(plugin, attr) is not None and callable(value):
-                names.append(attr)
-        return names
+            if opts is not None:
+                hooks[opts.get("specname") or attr] = (attr, opts)
+        known = list(KINDS.values())
+        for hook_name, (attr, opts) in hooks.items():
+            if hook_name not in known:
+                raise PluginError(
+                    f"{who} implements unknown hook {hook_name!r}{_suggest(hook_name, known)} "
+                    f"(known hooks: {', '.join(known)})"
+                )
+            if opts.get("hookwrapper") or opts.get("wrapper"):
+                raise PluginError(
+                    f"{who}: {attr!r} is a hook wrapper; nde_plugins calls each hook on its own, so wrappers never "
+                    "run: drop wrapper=True / hookwrapper=True and call register() in a plain hook"
+                )
+            if inspect.isclass(plugin) and _is_instance_method(_static_attribute(plugin, attr)):
+                raise PluginError(
+                    f"{who}: {attr!r} is an instance method, but the class itself was given; register an "
+                    f"instance ({plugin.__name__}()) or make the hook a @staticmethod"
+                )
+        marked = {attr for attr, _ in hooks.values()}
+        for hook_name in known:
+            if hook_name in hooks or hook_name in marked:
+                continue
+            value = _static_attribute(plugin, hook_name)
+            if value is _MISSING:
+                continue
+            if _marker(value) is not None:
+                raise PluginError(
+                    f"{who}: {hook_name!r} is marked with @nde_plugins.hookimpl but is a {type(value).__name__}, "
+                    "not a function; hooks must be functions or methods"
+                )
+            if callable(value) or isinstance(value, (staticmethod, classmethod)):
+                raise PluginError(
+                    f"{who}: {hook_name!r} is not marked as a hook implementation; decorate it with "
+                    "@nde_plugins.hookimpl, or it is never called"
+                )
+        if not hooks:
+            near = [attr for attr in attributes if difflib.get_close_matches(attr, known, n=1, cutoff=0.8)]
+            hint = f"; it defines {near[0]!r}{_suggest(near[0], known)}" if near else ""
+            raise PluginError(f"{who} implements none of the nde_plugins hooks ({', '.join(known)}){hint}; "
+                              f"{_WHAT_A_PLUGIN_IS}")
 
     def _run_hooks(self, plugin: Any, source: PluginSource) -> list[Registration]:
         staged: list[Registration] = []
@@ -280,20 +559,32 @@ class Registry:
             for impl in caller.get_hookimpls():
                 if impl.plugin is not plugin:
                     continue
-                validate = _validate_tableau if kind == "tableau" else _validate_factory(kind)
-
-                def register(obj: Any, factory: Any = None, *, _kind=kind, _validate=validate) -> None:
-                    if _kind == "tableau":
-                        if factory is not None:
-                            raise TypeError("register_tableaux: register() takes one Tableau or TableauFamily")
-                        name = _validate(obj)
-                        staged.append(Registration(_kind, name, obj, source))
-                    else:
-                        name = _validate(obj, factory)
-                        staged.append(Registration(_kind, name, factory, source))
-
-                impl.function(register=register)
+                register = _Register(kind, source, staged)
+                try:
+                    result = impl.function(register=register)
+                finally:
+                    register.open = False
+                if result is not None:
+                    self._refuse_hook_result(result, hook_name, str(source))
         return staged
+
+    @staticmethod
+    def _refuse_hook_result(result: Any, hook_name: str, who: str) -> None:
+        # A hook contributes through register() only; a returned value would be dropped silently.
+        if inspect.isgenerator(result) or inspect.iscoroutine(result) or inspect.isasyncgen(result):
+            close = getattr(result, "close", None)
+            if inspect.isasyncgen(result):
+                close = None  # closing an async generator needs an event loop; it never started anyway
+            if close is not None:
+                close()
+            raise PluginError(
+                f"{who}: {hook_name} returned a {type(result).__name__}, so its body never ran; hooks must be "
+                "plain functions (not generators or async functions) that call register()"
+            )
+        raise PluginError(
+            f"{who}: {hook_name} returned a {type(result).__name__} instead of calling register(); call "
+            "register(...) once per object it contributes and return nothing"
+        )
 
     def _commit(self, staged: list[Registration]) -> None:
         seen: dict[tuple[str, str], Registration] = {}
@@ -310,29 +601,42 @@ class Registry:
                 )
             reserved = self._reserved.get(reg.kind)
             if reserved is not None and reg.name in set(reserved()):
+                by = " by torchdiffeq" if reg.kind == "tableau" else ""
                 raise PluginConflictError(
-                    f"{reg.source} registers {reg.kind} {reg.name!r}, a name reserved by torchdiffeq; rename it"
+                    f"{reg.source} registers {reg.kind} {reg.name!r}, a name reserved{by}; rename it"
                 )
+        if not staged:
+            return
+        entries = {kind: dict(table) for kind, table in self._entries.items()}
         for reg in staged:
-            self._entries[reg.kind][reg.name] = reg
+            entries[reg.kind][reg.name] = reg
+        self._entries = entries  # one assignment: readers see the old tables or the new ones
 
     def check_pending(self) -> None:
-        """Raise ``PluginError`` if any registered plugin implements a hook that does not exist."""
+        """Raise ``PluginError`` if any registered plugin breaks a rule (for example an unknown hook)."""
+        self.load()
         with self._lock:
             for name, plugin in self._pm.list_name_plugin():
-                self._check_pending_for(plugin, f"plugin {name!r}")
-            self._pm.check_pending()
+                self._check_plugin(plugin, str(self._sources.get(name) or f"plugin {name!r}"))
+            try:
+                self._pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                raise PluginError(str(exc)) from exc
 
     # -- lookup ------------------------------------------------------------------------------------
     def _table(self, kind: str) -> dict[str, Registration]:
-        if kind not in KINDS:
-            raise ValueError(f"unknown plugin kind {kind!r}{_suggest(kind, KINDS)}; kinds are {list(KINDS)}")
+        if not isinstance(kind, str) or kind not in KINDS:
+            suggestion = _suggest(kind, KINDS) if isinstance(kind, str) else ""
+            raise ValueError(f"unknown plugin kind {kind!r}{suggestion}; kinds are {list(KINDS)}")
         self.load()
         return self._entries[kind]
 
     def find(self, kind: str, name: str) -> Registration | None:
-        """The registration of ``name`` or None."""
-        return self._table(kind).get(name)
+        """The registration of ``name`` or None; a name that is not a str raises ``TypeError``."""
+        table = self._table(kind)
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name must be a str, got {type(name).__name__} {reprlib.repr(name)}")
+        return table.get(name)
 
     def get(self, kind: str, name: str, extra_names: Iterable[str] = ()) -> Any:
         """The object registered as ``name``; unknown names raise with did-you-mean suggestions."""
@@ -349,17 +653,19 @@ class Registry:
         return sorted(self._table(kind))
 
     def registrations(self, kind: str | None = None) -> list[Registration]:
-        kinds = [kind] if kind else list(KINDS)
+        kinds = list(KINDS) if kind is None else [kind]
         return [reg for k in kinds for _, reg in sorted(self._table(k).items())]
 
     def plugin_names(self) -> list[str]:
         self.load()
-        return sorted(self._sources)
+        with self._lock:
+            return sorted(self._sources)
 
     @property
     def load_errors(self) -> list[LoadError]:
         self.load()
-        return list(self._errors)
+        with self._lock:
+            return list(self._errors)
 
 
 _registry: Registry | None = None
@@ -383,5 +689,5 @@ def register_plugin(plugin: Any, name: str | None = None) -> str:
 
 
 def unregister_plugin(plugin_or_name: Any) -> None:
-    """Remove a plugin registered with ``register_plugin``."""
+    """Remove a plugin registered with ``register_plugin``; built-in and entry-point plugins are refused."""
     get_registry().unregister_plugin(plugin_or_name)

@@ -66,3 +66,64 @@ def test_import_does_not_load_plugins():
     out = run("import nde_plugins, nde_plugins.plugins as p, sys\n"
               "print(p._registry is None, 'nde_plugins_example' in sys.modules)")
     assert out.strip() == "True False"
+
+
+def fake_distribution(root, name: str, module_source: str) -> None:
+    """An installed-looking distribution ``name`` on ``root`` whose module ``name`` is an nde_plugins entry point."""
+    (root / f"{name}.py").write_text(module_source)
+    info = root / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[nde_plugins]\nplugin = {name}\n")
+
+
+def test_a_plugin_calling_sys_exit_does_not_end_the_program(tmp_path):
+    fake_distribution(tmp_path, "nde_quitter", "import sys\nsys.exit(5)\n")
+    out = run(
+        "import warnings, nde_plugins as n\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    names = n.get_registry().names('tableau')\n"
+        "print('ssprk3' in names, 'rk4_uv' in names)\n"
+        "print([e.message for e in n.get_registry().load_errors if e.source.distribution == 'nde_quitter'])\n"
+        "print(any('nde_quitter' in str(w.message) for w in caught))\n",
+        PYTHONPATH=str(tmp_path),
+    )
+    loaded, errors, warned = out.strip().splitlines()
+    assert loaded == "True True" and "called sys.exit(5)" in errors and warned == "True"
+
+
+def test_warnings_as_errors_leave_every_good_plugin_loaded(tmp_path):
+    fake_distribution(tmp_path, "nde_broken", "raise ImportError('missing dependency')\n")
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c",
+         "import nde_plugins as n\n"
+         "try:\n"
+         "    n.get_registry().load()\n"
+         "except n.PluginWarning as w:\n"
+         "    print('raised:', 'nde_broken' in str(w))\n"
+         "print('ssprk3' in n.get_registry().names('tableau'), len(n.get_registry().load_errors))\n"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["raised: True", "True 1"]
+
+
+def test_unmarked_hook_in_an_installed_package_is_listed_as_a_load_error(tmp_path):
+    fake_distribution(tmp_path, "nde_unmarked", "def register_tableaux(register):\n    pass\n")
+    result = subprocess.run([sys.executable, "-m", "nde_plugins.cli", "plugins", "--json"], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    (failed,) = [row for row in json.loads(result.stdout) if row["kind"] == "load_error"]
+    assert failed["source"] == "nde_unmarked" and "@nde_plugins.hookimpl" in failed["error"]
+    assert "PluginWarning" in result.stderr and "nde_unmarked" in result.stderr
+
+
+def test_environment_variable_spellings_in_a_fresh_interpreter():
+    code = "import nde_plugins as n; print('ssprk3' in n.get_registry().names('tableau'))"
+    assert run(code, NDE_PLUGINS_DISABLE_ENTRY_POINTS=" TRUE ").strip() == "False"
+    assert run(code, NDE_PLUGINS_DISABLE_ENTRY_POINTS="off").strip() == "True"
+    result = subprocess.run([sys.executable, "-m", "nde_plugins.cli", "plugins"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "NDE_PLUGINS_DISABLE_ENTRY_POINTS": "maybe"})
+    assert result.returncode == 2
+    assert "NDE_PLUGINS_DISABLE_ENTRY_POINTS='maybe' is not understood" in result.stderr
