@@ -176,10 +176,13 @@ def generator_from(seed: Any, generator: Any) -> torch.Generator | None:
     return torch.Generator().manual_seed(int(seed))
 
 
-def check_factory_options(kind: str, name: str, factory: Any, options: Mapping[str, Any], skip: int = 0) -> None:
+def check_factory_options(
+    kind: str, name: str, factory: Any, options: Mapping[str, Any], skip: int = 0, also: str = ""
+) -> None:
     """Refuse options a plugin factory does not take, listing those it does (when its signature says).
 
-    ``skip`` leading parameters are not options (a diffusion factory's first one is the drift).
+    ``skip`` leading parameters are not options (a diffusion factory's first one is the drift);
+    ``also`` names what the caller accepts besides the options (shown in the message).
     """
     try:
         params = inspect.signature(factory).parameters.values()
@@ -192,4 +195,6 @@ def check_factory_options(kind: str, name: str, factory: Any, options: Mapping[s
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"{kind} {name!r} has no option {key!r}{hint} (its options: {', '.join(valid) or 'none'})")
+            takes = f"its options: {', '.join(valid)}" if valid else "it takes no options"
+            besides = f", besides {also}" if also else ""
+            raise ValueError(f"{kind} {name!r} has no option {key!r}{hint} ({takes}{besides})")

@@ -1,33 +1,246 @@
-"""The ``nde-plugins`` command: list plugins, inspect tableaux, solve a test problem."""
+"""The ``nde-plugins`` command: list plugins, inspect tableaux, solve a test problem, train on a task.
+
+Every bad command line ends the same way: exit status 2 and one line on stderr that names the
+argument, the rule it broke and, where there is one, the fix. Numbers are checked by the argument
+types below as they are parsed; names and specs are looked up in the registry as they are parsed;
+rules that tie several arguments together are checked before any solve or training starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from . import get_registry, get_tableau, odeint, parse_method_spec, resolve_method
+from . import get_registry, get_tableau, odeint, parse_method_spec, resolve_method, torchdiffeq_method_names
+from ._checks import check_factory_options
 from ._torchdiffeq import is_fixed_grid
 from .plugins import PluginError, UnknownPluginNameError
-from .regularizers import ExponentialAnnealing
-from .tableaux import Tableau, TableauError, TableauFamily
+from .regularizers import ExponentialAnnealing, build_regularizers
+from .tableaux import Tableau, TableauFamily
 
 STIFFNESS_DEFAULT_WEIGHT = 0.0285
 
+#: Step of `solve` for a fixed-grid method when --step-size is not given (clipped to |T|).
+DEFAULT_STEP_SIZE = 0.1
+#: `solve` refuses a fixed grid with more steps than this: more take minutes and gigabytes, and on [0, 2*pi]
+#: a step of 1e-4 (63,000 RK4 steps) already reaches the float64 rounding floor.
+MAX_FIXED_STEPS = 100_000
+#: torch seeds are 64-bit integers; `train` uses seeds --seed .. --seed + --seeds - 1.
+MAX_SEED = 2**63 - 1
+#: Significant digits a float64 can carry; more only prints rounding noise.
+MAX_PRECISION = 17
+
+
+# ------------------------------------------------------------------------------------------------
+# One-line errors
+
+
+class UsageError(Exception):
+    """A bad command line. The message names the argument and the rule; ``main`` prints it on one line."""
+
+    def __init__(self, message: str, prog: str | None = None) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a parse error is one line (no usage block) and is left to ``main`` to print."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if message.endswith("expected one argument"):
+            # argparse takes '-inf' or '-1e3' for an option; only '-1' and '-0.5' pass as negative numbers.
+            message += "; write a value that starts with '-' as --option=VALUE"
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+
+
+# What the library raises for a value it refuses. TypeError is only treated as the user's error where a
+# value from the command line is handed over (``_argument``); elsewhere it is a bug and propagates.
+# UnknownPluginNameError is a ValueError; other LookupErrors (KeyError, IndexError) are bugs too.
+_LIBRARY_ERRORS = (ValueError, PluginError, FloatingPointError)
+_VALUE_ERRORS = (ValueError, TypeError, PluginError)
+
+
+@contextlib.contextmanager
+def _argument(name: str) -> Iterator[None]:
+    """Turn the library's refusal of a value taken from argument ``name`` into a ``UsageError`` naming it."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except _VALUE_ERRORS as exc:
+        raise UsageError(f"argument {name}: {_one_line(exc)}") from exc
+
+
+def _as_argument_type(check: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse ``type=``: the library's refusal becomes argparse's 'argument NAME: message'."""
+
+    def convert(text: str):
+        try:
+            return check(text)
+        except argparse.ArgumentTypeError:
+            raise
+        except _VALUE_ERRORS as exc:
+            raise argparse.ArgumentTypeError(_one_line(exc)) from exc
+
+    convert.__name__ = check.__name__
+    return convert
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument types
+
+
+def _finite(text: str, rule: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number {rule}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (step sizes, tolerances, learning rates)."""
+    value = _finite(text, "> 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def nonzero_float(text: str) -> float:
+    """A finite number other than 0 (the end time: a negative one integrates backward)."""
+    value = _finite(text, "other than 0")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number other than 0, got {text!r}: [0, 0] is no interval")
+    return value
+
+
+def _whole(low: int, high: int | None = None, high_text: str = "") -> Callable[[str], int]:
+    rule = f"in [{low}, {high_text or high}]" if high is not None else f">= {low}"
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number {rule}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {rule}, got {text!r}")
+        return value
+
+    return whole_number
+
+
+positive_int = _whole(1)
+
+
+@_as_argument_type
+def method_spec(text: str) -> str:
+    """A torchdiffeq method name, a registered tableau or family, or a spec ``NAME:param=value,...``."""
+    name, _ = parse_method_spec(text)
+    if name not in torchdiffeq_method_names():
+        get_tableau(text)  # first: names the family's parameters and checks its domain rules
+    resolve_method(text)
+    return text
+
+
+@_as_argument_type
+def tableau_spec(text: str) -> str:
+    """A registered tableau or family name, or a family spec ``NAME:param=value,...``."""
+    name, _ = parse_method_spec(text)
+    if name in torchdiffeq_method_names() and get_registry().find("tableau", name) is None:
+        raise ValueError(
+            f"{name!r} is one of torchdiffeq's own solvers, not a registered tableau; `nde-plugins plugins` lists "
+            "the tableaux (dormand_prince is dopri5's, rk38 is torchdiffeq's rk4)"
+        )
+    get_tableau(text)
+    return text
+
+
+def family_param(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` with a finite number."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {value.strip()!r} is not a number") from None
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"{text!r}: the value must be a finite number, got {value.strip()!r}")
+    return key, number
+
+
+def regularizer_spec(text: str) -> str:
+    """``NAME[:weight=W,option=V,...]`` or ``NAME:start=A,end=B``; checked fully, parsed again per run."""
+    try:
+        _parse_regularizer(text, epochs=1)
+    except _VALUE_ERRORS as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {_one_line(exc)}") from exc
+    return text
+
+
+def compare_list(text: str) -> list[str]:
+    """``V1,V2,...``: each variant is ``vanilla`` or registered regularizer names joined by ``+``."""
+    registry = get_registry()
+    variants: list[str] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} has an empty variant; write V1,V2,... e.g. vanilla,error_estimate,error_estimate+stiffness"
+            )
+        if item != "vanilla":
+            names = [name.strip() for name in item.split("+")]
+            for name in names:
+                if not name:
+                    raise argparse.ArgumentTypeError(f"variant {item!r} has an empty name around '+'")
+                if name == "vanilla":
+                    raise argparse.ArgumentTypeError(
+                        f"variant {item!r}: 'vanilla' means no regularizer and is a variant of its own"
+                    )
+                if names.count(name) > 1:
+                    raise argparse.ArgumentTypeError(f"variant {item!r} names {name!r} twice")
+                try:
+                    registry.get("step_regularizer", name, extra_names=["vanilla"])
+                except UnknownPluginNameError as exc:
+                    raise argparse.ArgumentTypeError(f"variant {item!r}: {_one_line(exc)}") from None
+            item = "+".join(names)
+        if item in variants:
+            raise argparse.ArgumentTypeError(f"variant {item!r} is listed twice")
+        variants.append(item)
+    return variants
+
+
+# ------------------------------------------------------------------------------------------------
+# plugins
+
 
 def _describe(obj: object) -> str:
-    if isinstance(obj, TableauFamily):
-        params = ", ".join(f"{p}={obj.defaults[p]:.6g}" for p in obj.params)
-        return f"family({params}) order {obj.member().order}; {obj.description}".rstrip("; ")
-    if isinstance(obj, Tableau):
-        kind = f"order {obj.order}" + (f"({obj.embedded_order}) adaptive" if obj.is_adaptive else " fixed-grid")
-        return f"{kind}; {obj.description}".rstrip("; ")
-    doc = (getattr(obj, "__doc__", None) or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    try:
+        if isinstance(obj, TableauFamily):
+            params = ", ".join(f"{p}={obj.defaults[p]:.6g}" for p in obj.params)
+            return f"family({params}) order {obj.member().order}; {obj.description}".rstrip("; ")
+        if isinstance(obj, Tableau):
+            kind = f"order {obj.order}" + (f"({obj.embedded_order}) adaptive" if obj.is_adaptive else " fixed-grid")
+            return f"{kind}; {obj.description}".rstrip("; ")
+        doc = (getattr(obj, "__doc__", None) or "").strip()
+        return doc.splitlines()[0] if doc else ""
+    except Exception as exc:  # a third-party object that cannot describe itself must not break the listing
+        return f"(no description: {type(exc).__name__}: {_one_line(exc)})"
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -67,22 +280,30 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
-def _params(pairs: Sequence[str]) -> dict[str, float]:
+# ------------------------------------------------------------------------------------------------
+# tableau
+
+
+def _params(pairs: Sequence[tuple[str, float]], spec_params: dict[str, float]) -> dict[str, float]:
+    """--param values; a parameter given twice, or also in the NAME spec, is refused (neither would win)."""
     params: dict[str, float] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--param {pair!r} is not NAME=VALUE")
-        try:
-            params[key.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--param {pair!r}: {value!r} is not a number") from None
+    for key, value in pairs:
+        if key in params:
+            raise UsageError(f"argument --param: {key!r} is given twice ({params[key]:g} and {value:g}); give it once")
+        if key in spec_params:
+            raise UsageError(
+                f"argument --param: {key!r} is given both in NAME ({spec_params[key]:g}) and with --param "
+                f"({value:g}); give it once"
+            )
+        params[key] = value
     return params
 
 
 def cmd_tableau(args: argparse.Namespace) -> int:
     name, spec_params = parse_method_spec(args.name)
-    tableau = get_tableau(name, **{**spec_params, **_params(args.param)})
+    params = _params(args.param, spec_params)
+    with _argument("--param" if params else "NAME"):
+        tableau = get_tableau(name, **spec_params, **params)
     print(f"{tableau.name}: {tableau.stages} stages, order {tableau.order}"
           + (f", embedded order {tableau.embedded_order}" if tableau.is_adaptive else "")
           + (", FSAL" if tableau.is_fsal else ""))
@@ -99,6 +320,41 @@ def cmd_tableau(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------
+# solve
+
+
+def _solve_step(args: argparse.Namespace) -> float | None:
+    """The fixed step of the solve, or None for an adaptive one; refuses steps the interval cannot take."""
+    name, options = resolve_method(args.method)
+    span = abs(args.t_end)
+    step = args.step_size
+    if step is not None:
+        if not is_fixed_grid(name, {**options, "step_size": step}):
+            raise UsageError(
+                f"argument --step-size: method {args.method!r} chooses its own steps and takes no fixed step size; "
+                "drop --step-size and set --rtol/--atol, or use a fixed-grid method such as rk4"
+            )
+        if step > span:
+            raise UsageError(
+                f"argument --step-size: {step:g} is longer than the whole interval |--t-end| = {span:g}; "
+                f"give --step-size <= {span:g}"
+            )
+    elif is_fixed_grid(name, options):
+        step = min(DEFAULT_STEP_SIZE, span)
+    if step is not None and span / step > MAX_FIXED_STEPS:
+        if args.step_size is None:
+            raise UsageError(
+                f"argument --t-end: |{args.t_end:g}| with the default step {step:g} makes more than "
+                f"{MAX_FIXED_STEPS} steps; give a shorter --t-end or a --step-size >= {span / MAX_FIXED_STEPS:.3g}"
+            )
+        raise UsageError(
+            f"argument --step-size: {step:g} over |--t-end| = {span:g} makes more than {MAX_FIXED_STEPS} steps; "
+            f"give --step-size >= {span / MAX_FIXED_STEPS:.3g}"
+        )
+    return step
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     """Solve the harmonic oscillator x'' = -x over [0, T]; the exact solution is known."""
     nfe = 0
@@ -108,22 +364,20 @@ def cmd_solve(args: argparse.Namespace) -> int:
         nfe += 1
         return torch.stack([y[..., 1], -y[..., 0]], dim=-1)
 
-    name, options = resolve_method(args.method)
-    if args.step_size is None and is_fixed_grid(name, options):
-        args.step_size = 0.1  # torchdiffeq's default grid is t itself: here a single step over [0, T]
+    step = _solve_step(args)
     y0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
     t = torch.linspace(0.0, args.t_end, 2, dtype=torch.float64)
-    options = {"step_size": args.step_size} if args.step_size else {}
+    options = {"step_size": step} if step is not None else {}
     y = odeint(field, y0, t, method=args.method, rtol=args.rtol, atol=args.atol, options=options)
     exact = torch.tensor([math.cos(args.t_end), -math.sin(args.t_end)], dtype=torch.float64)
     err = (y[-1] - exact).abs().max().item()
     if args.json:
-        json.dump({"method": args.method, "t_end": args.t_end, "y_end": y[-1].tolist(), "max_abs_error": err,
-                   "nfe": nfe}, sys.stdout)
+        json.dump({"method": args.method, "t_end": args.t_end, "step_size": step, "y_end": y[-1].tolist(),
+                   "max_abs_error": err, "nfe": nfe}, sys.stdout)
         print()
     else:
         print(f"harmonic oscillator on [0, {args.t_end:g}] with {args.method}"
-              + (f", step_size {args.step_size:g}" if args.step_size else f", rtol {args.rtol:g}, atol {args.atol:g}"))
+              + (f", step_size {step:g}" if step is not None else f", rtol {args.rtol:g}, atol {args.atol:g}"))
         print(f"  y(T)       = {y[-1].tolist()}")
         print(f"  exact      = {exact.tolist()}")
         print(f"  max error  = {err:.3e}")
@@ -131,55 +385,170 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------
+# train
+
 # Weights used by `train --compare` for a regularizer not given with --regularizer; chosen on the
 # digits task (benchmarks/digits_regularizers.py reports what was tried).
 DEFAULT_WEIGHTS = {"error_estimate": 0.1, "stiffness": STIFFNESS_DEFAULT_WEIGHT, "kinetic_energy": 0.01,
                    "jacobian_frobenius": 0.01}
 
+#: Keys of a --regularizer spec that set the weight rather than an option of the regularizer.
+WEIGHT_KEYS = ("weight", "start", "end")
+
 
 def _value(text: str):
+    """An option value: true/false, a finite number, or a word."""
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return text.strip()
+    if not math.isfinite(number):
+        raise ValueError(f"option values must be finite numbers, true/false or words, got {text.strip()!r}")
+    return number
 
 
-def parse_regularizer(spec: str, epochs: int) -> tuple[str, object]:
-    """``NAME[:weight=W,opt=V,...]`` or ``NAME:start=A,end=B`` (exponential annealing over the epochs)."""
-    name, _, rest = spec.partition(":")
+def _weight(key: str, text: str, zero_allowed: bool) -> float:
+    """A weight (finite, >= 0) or an annealing end point (finite, > 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_allowed):
+        raise ValueError(f"{key} must be a finite number {'>= 0' if zero_allowed else '> 0'}, got {text.strip()!r}")
+    return value
+
+
+def _parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
+    name, colon, rest = spec.partition(":")
     name = name.strip()
-    get_registry().get("step_regularizer", name)  # unknown names fail here, with suggestions
-    options = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"--regularizer {spec!r}: {part!r} is not key=value")
-        options[key.strip()] = _value(value)
-    if "start" in options or "end" in options:
-        if "weight" in options or not ("start" in options and "end" in options):
-            raise ValueError(f"--regularizer {spec!r}: give weight=W, or start=A,end=B for annealing")
-        weight = ExponentialAnnealing(options.pop("start"), options.pop("end"), epochs)
-    elif "weight" in options:
-        weight = options.pop("weight")
+    if not name:
+        raise ValueError("no regularizer name; write NAME or NAME:weight=W,option=V")
+    factory = get_registry().get("step_regularizer", name)  # unknown names fail here, with suggestions
+    if colon and not rest.strip():
+        raise ValueError(f"a ':' but nothing after it; write {name} or {name}:weight=W")
+    raw: dict[str, str] = {}
+    for part in rest.split(",") if colon else ():
+        key, sep, value = part.strip().partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{part.strip()!r} is not key=value")
+        if key in raw:
+            raise ValueError(f"{key!r} is given twice")
+        raw[key] = value
+    check_factory_options("regularizer", name, factory, {k: v for k, v in raw.items() if k not in WEIGHT_KEYS},
+                          also="weight=W or start=A,end=B")
+    if "start" in raw or "end" in raw:
+        if "weight" in raw or not ("start" in raw and "end" in raw):
+            raise ValueError("give weight=W, or start=A,end=B for annealing")
+        start, end = _weight("start", raw.pop("start"), False), _weight("end", raw.pop("end"), False)
+        weight = ExponentialAnnealing(start, end, epochs)
+    elif "weight" in raw:
+        weight = _weight("weight", raw.pop("weight"), True)
     elif name in DEFAULT_WEIGHTS:
         weight = DEFAULT_WEIGHTS[name]
     else:
-        raise ValueError(f"--regularizer {spec!r}: no weight given (write {name}:weight=W)")
+        raise ValueError(f"no weight given and {name!r} has no default; write {name}:weight=W")
+    options = {key: _value(value) for key, value in raw.items()}
+    build_regularizers({name: {"weight": weight, **options}})  # the regularizer's own checks of its options
     return name, {"weight": weight, **options}
+
+
+def parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
+    """``NAME[:weight=W,opt=V,...]`` or ``NAME:start=A,end=B`` (exponential annealing over the epochs).
+
+    Returns ``(name, {"weight": weight, **options})``; a bad spec raises ``ValueError`` naming it.
+    """
+    try:
+        return _parse_regularizer(spec, epochs)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--regularizer {spec!r}: {_one_line(exc)}") from exc
+
+
+def _given_regularizers(args: argparse.Namespace) -> dict[str, dict]:
+    given: dict[str, dict] = {}
+    for spec in args.regularizer:
+        with _argument(f"--regularizer {spec!r}"):
+            name, value = _parse_regularizer(spec, args.epochs)
+        if name in given:
+            raise UsageError(f"argument --regularizer: {name!r} is given twice; give each regularizer once")
+        given[name] = value
+    return given
+
+
+def _variants(args: argparse.Namespace, given: dict[str, dict]) -> dict[str, dict]:
+    """Variant name -> regularizers for --compare, each named regularizer with its given or default weight."""
+    variants: dict[str, dict] = {}
+    used: set[str] = set()
+    for item in args.compare:
+        regularizers = {}
+        for name in item.split("+") if item != "vanilla" else ():
+            used.add(name)
+            if name in given:
+                regularizers[name] = given[name]
+            elif name in DEFAULT_WEIGHTS:
+                regularizers[name] = {"weight": DEFAULT_WEIGHTS[name]}
+            else:
+                raise UsageError(
+                    f"argument --compare: variant {item!r} uses {name!r}, which has no default weight; "
+                    f"give one with --regularizer {name}:weight=W"
+                )
+        variants[item] = regularizers
+    unused = sorted(set(given) - used)
+    if unused:
+        raise UsageError(
+            f"argument --regularizer: {', '.join(map(repr, unused))} is in no --compare variant and would be "
+            "ignored; add it to a variant or drop it"
+        )
+    return variants
+
+
+def _unused_field(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - never solved
+    return z
+
+
+def _check_train_arguments(args: argparse.Namespace) -> None:
+    """Rules that tie train's arguments together (each argument alone was checked as it was parsed)."""
+    if args.compare is None and args.seeds != 1:
+        raise UsageError("argument --seeds: only applies with --compare; drop --seeds, or add --compare V1,V2,...")
+    if args.seed + args.seeds - 1 > MAX_SEED:
+        raise UsageError(f"argument --seeds: --seed {args.seed} + --seeds {args.seeds} - 1 exceeds the largest "
+                         "torch seed 2**63 - 1; give a smaller --seed")
+    if args.task == "digits" and importlib.util.find_spec("sklearn") is None:
+        raise UsageError("argument --task: the digits task needs scikit-learn: pip install 'nde_plugins[tasks]'")
+
+
+def _check_before_training(args: argparse.Namespace, runs: dict[str, dict]) -> None:
+    """Refuse a method, tolerance or regularizer the training would refuse, before any run starts.
+
+    With --compare a variant that fails after others have trained for minutes would waste them, so
+    every variant is built once here (construction only: nothing is solved).
+    """
+    from .ode import ODEBlock
+
+    for label, regularizers in runs.items():
+        where = f"--compare (variant {label!r})" if args.compare is not None else (
+            "--regularizer" if regularizers else "--method")
+        with _argument(where):
+            ODEBlock(_unused_field, t=(0.0, 1.0), method=args.method, rtol=args.rtol, atol=args.atol,
+                     regularizers=regularizers or None)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .experiments.compare import compare, format_table
     from .experiments.digits import TrainConfig, train_digits
 
-    given = dict(parse_regularizer(spec, args.epochs) for spec in args.regularizer)
+    _check_train_arguments(args)
+    given = _given_regularizers(args)
+    variants = _variants(args, given) if args.compare is not None else None
+    _check_before_training(args, variants if variants is not None else {"": given})
     base = TrainConfig(method=args.method, rtol=args.rtol, atol=args.atol, regularizers=given, epochs=args.epochs,
                        seed=args.seed, batch_size=args.batch_size, lr=args.lr)
     progress = False if args.json else None
-    if not args.compare:
+    if variants is None:
         result = train_digits(base, progress=progress)
         if args.json:
             json.dump(result.as_dict(), sys.stdout, indent=2)
@@ -194,14 +563,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  training time    {result.train_time_s:.2f} s")
             print(f"  prediction time  {result.predict_time_s:.4f} s")
         return 0
-    variants = {}
-    for item in (v.strip() for v in args.compare.split(",")):
-        if item == "vanilla":
-            variants[item] = {}
-            continue
-        variants[item] = {}
-        for name in item.split("+"):
-            variants[item][name] = given.get(name) or parse_regularizer(name, args.epochs)[1]
     results = compare(variants, base, range(args.seed, args.seed + args.seeds),
                       run=lambda config: train_digits(config, progress=progress))
     if args.json:
@@ -214,58 +575,97 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------
+# the parser and main
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nde-plugins", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="nde-plugins", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("plugins", help="list registered plugins of every kind and plugins that failed to load")
     p.add_argument("--json", action="store_true", help="print a JSON list of objects (kind, name, source, ...)")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("tableau", help="print a tableau's Butcher table and order-condition residuals")
-    p.add_argument("name", help="registered name or spec, e.g. rk4_uv or rk4_uv:u=0.3,v=0.7")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="family parameter (repeatable)")
-    p.add_argument("--precision", type=int, default=6, help="significant digits in the table")
+    p.add_argument("name", type=tableau_spec, metavar="NAME",
+                   help="registered tableau or family, or a family spec, e.g. rk4_uv or rk4_uv:u=0.3,v=0.7")
+    p.add_argument("--param", type=family_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="family parameter, a finite number (repeatable; each parameter once, here or in NAME)")
+    p.add_argument("--precision", type=_whole(1, MAX_PRECISION), default=6,
+                   help=f"significant digits in the table, 1 to {MAX_PRECISION} (default %(default)s)")
     p.set_defaults(func=cmd_tableau)
 
     p = sub.add_parser("solve", help="solve a harmonic oscillator with a method and report the error and NFE")
-    p.add_argument("--method", default="rk4_uv:u=0.3,v=0.7", help="method name or spec (default %(default)s)")
+    p.add_argument("--method", type=method_spec, default="rk4_uv:u=0.3,v=0.7",
+                   help="torchdiffeq method, registered tableau or family spec (default %(default)s)")
     p.add_argument(
-        "--step-size", type=float, default=None,
-        help="fixed step size; fixed-grid methods default to 0.1, others run adaptively",
+        "--step-size", type=positive_float, default=None,
+        help=f"fixed step, > 0 and at most |T|, for fixed-grid methods and tableaux (a pair then runs on the "
+             f"grid); default {DEFAULT_STEP_SIZE:g} for fixed-grid methods, none for adaptive ones; at most "
+             f"{MAX_FIXED_STEPS} steps",
     )
-    p.add_argument("--rtol", type=float, default=1e-7)
-    p.add_argument("--atol", type=float, default=1e-9)
-    p.add_argument("--t-end", type=float, default=2 * math.pi)
+    p.add_argument("--rtol", type=positive_float, default=1e-7, help="relative tolerance > 0 (default %(default)g)")
+    p.add_argument("--atol", type=positive_float, default=1e-9, help="absolute tolerance > 0 (default %(default)g)")
+    p.add_argument("--t-end", type=nonzero_float, default=2 * math.pi,
+                   help="end time T, finite and != 0; a negative T integrates backward from 0 (default 2*pi)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("train", help="train a Neural ODE on an embedded task, optionally with regularizers")
     p.add_argument("--task", choices=["digits"], default="digits")
-    p.add_argument("--method", default="dopri5")
-    p.add_argument("--rtol", type=float, default=1.4e-8)
-    p.add_argument("--atol", type=float, default=1.4e-8)
-    p.add_argument("--regularizer", action="append", default=[], metavar="NAME[:weight=W,...]",
-                   help="step regularizer (repeatable); start=A,end=B anneals exponentially over the epochs")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--seed", type=int, default=0, help="training seed (first seed with --seeds)")
-    p.add_argument("--seeds", type=int, default=1, help="number of seeds for --compare")
-    p.add_argument("--compare", default=None, metavar="V1,V2,...",
-                   help="variants to compare, e.g. vanilla,error_estimate,stiffness,error_estimate+stiffness")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--method", type=method_spec, default="dopri5",
+                   help="torchdiffeq method, registered tableau or family spec (default %(default)s)")
+    p.add_argument("--rtol", type=positive_float, default=1.4e-8, help="relative tolerance > 0 (default %(default)g)")
+    p.add_argument("--atol", type=positive_float, default=1.4e-8, help="absolute tolerance > 0 (default %(default)g)")
+    p.add_argument("--regularizer", type=regularizer_spec, action="append", default=[], metavar="NAME[:weight=W,...]",
+                   help="step regularizer (repeatable, each name once); weight=W is a finite number >= 0, "
+                        "start=A,end=B (both > 0) anneals exponentially over the epochs")
+    p.add_argument("--epochs", type=positive_int, default=15, help="epochs, >= 1 (default %(default)s)")
+    p.add_argument("--seed", type=_whole(0, MAX_SEED, "2**63 - 1"), default=0,
+                   help="training seed, >= 0 (first seed with --seeds; default %(default)s)")
+    p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds for --compare, >= 1")
+    p.add_argument("--compare", type=compare_list, default=None, metavar="V1,V2,...",
+                   help="variants to compare, each 'vanilla' or regularizer names joined by '+', e.g. "
+                        "vanilla,error_estimate,stiffness,error_estimate+stiffness")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="batch size, >= 1 (default %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate > 0 (default %(default)g)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
     return parser
 
 
+def _fail(message: str, code: int = 2) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command; returns the exit status (2 for a bad command line, never a traceback for one).
+
+    An exception of another kind than the library raises for a refused value is a bug and propagates.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        return _fail(f"{exc.prog or parser.prog}: error: {exc}")
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    prog = f"{parser.prog} {args.command}"
     try:
         return args.func(args)
-    except (TableauError, PluginError, UnknownPluginNameError, ValueError) as exc:
-        print(f"nde-plugins: error: {exc}", file=sys.stderr)
-        return 2
+    except UsageError as exc:
+        return _fail(f"{exc.prog or prog}: error: {_one_line(exc)}")
+    except _LIBRARY_ERRORS as exc:
+        return _fail(f"{prog}: error: {_one_line(exc)}")
+    except KeyboardInterrupt:
+        return _fail(f"{prog}: interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`nde-plugins plugins | head`): stop quietly, without a second error at exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

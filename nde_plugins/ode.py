@@ -27,12 +27,18 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, float]]:
 
     A plain name gives no parameters. Raises ``ValueError`` naming the malformed part.
     """
-    name, _, rest = spec.partition(":")
+    if not isinstance(spec, str):
+        raise TypeError(f"a method spec is a string NAME or NAME:param=value,...; got {type(spec).__name__}")
+    name, colon, rest = spec.partition(":")
     name = name.strip()
     if not name:
         raise ValueError(f"method spec {spec!r} has no name; write NAME or NAME:param=value,...")
+    if colon and not rest.strip():
+        raise ValueError(f"method spec {spec!r} has a ':' but no parameters; write NAME or NAME:param=value,...")
     params: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
+    for part in (p.strip() for p in rest.split(",")) if colon else ():
+        if not part:
+            raise ValueError(f"method spec {spec!r} has an empty parameter between commas; write NAME:p=1,q=2")
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or not key:

@@ -52,3 +52,25 @@ def test_solve_reports_small_error(method, capsys):
     assert main(["solve", "--method", method, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["max_abs_error"] < 1e-4 and result["nfe"] > 0
+
+
+def test_solve_with_a_given_step_reports_it(capsys):
+    assert main(["solve", "--method", "rk4", "--step-size", "0.05", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["step_size"] == 0.05 and result["nfe"] == 4 * 126 and result["max_abs_error"] < 1e-6
+
+
+def test_solve_backward_and_on_a_short_interval(capsys):
+    assert main(["solve", "--t-end", "-1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["t_end"] == -1 and result["max_abs_error"] < 1e-5
+    # The default fixed step 0.1 is clipped to an interval shorter than it.
+    assert main(["solve", "--t-end", "0.05", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["step_size"] == 0.05 and result["nfe"] == 4
+
+
+def test_solve_adaptive_has_no_step(capsys):
+    assert main(["solve", "--method", "dopri5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["step_size"] is None and result["max_abs_error"] < 1e-5
