@@ -38,13 +38,18 @@ from .plugins import (
 from .regularizers import ErrorEstimate, ExponentialAnnealing, JacobianFrobenius, KineticEnergy, Stiffness
 from .sde import SDEBlock
 from .stats import SolverPlan, Stage, StepRecord, StepStats
-from .tableaux import Tableau, TableauError, TableauFamily
+from .tableaux import Tableau, TableauError, TableauFamily, TableauWarning
 
 
 def get_tableau(method: str, **params: float) -> Tableau:
     """The registered tableau ``method`` (a spec ``"name:u=0.3"`` or a name plus ``params``)."""
     name, spec_params = parse_method_spec(method)
-    entry = get_registry().get("tableau", name, extra_names=torchdiffeq_method_names())
+    if name in torchdiffeq_method_names() and get_registry().find("tableau", name) is None:
+        raise UnknownPluginNameError(
+            f"{name!r} is one of torchdiffeq's own solvers, not a registered tableau; `nde-plugins plugins` lists "
+            "the tableaux (dormand_prince has dopri5's coefficients, rk38 those of torchdiffeq's rk4)"
+        )
+    entry = get_registry().get("tableau", name)
     merged = merge_params(method, spec_params, params, "keyword arguments")
     if isinstance(entry, TableauFamily):
         return entry.member(merged)
@@ -82,6 +87,7 @@ __all__ = [
     "Tableau",
     "TableauError",
     "TableauFamily",
+    "TableauWarning",
     "UnknownPluginNameError",
     "get_registry",
     "get_tableau",

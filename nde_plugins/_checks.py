@@ -32,6 +32,9 @@ def as_float(name: str, value: Any) -> float:
     if torch.is_tensor(value):
         if value.numel() != 1:
             raise TypeError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
+        if value.requires_grad:
+            raise TypeError(f"{name} is a tensor that requires grad, but it is used as a plain number and no "
+                            "gradient would reach it; pass a float (value.item()) or a detached tensor")
         value = value.item()
     try:
         return float(value)

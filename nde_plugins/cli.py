@@ -159,12 +159,6 @@ def method_spec(text: str) -> str:
 @_as_argument_type
 def tableau_spec(text: str) -> str:
     """A registered tableau or family name, or a family spec ``NAME:param=value,...``."""
-    name, _ = parse_method_spec(text)
-    if name in torchdiffeq_method_names() and get_registry().find("tableau", name) is None:
-        raise ValueError(
-            f"{name!r} is one of torchdiffeq's own solvers, not a registered tableau; `nde-plugins plugins` lists "
-            "the tableaux (dormand_prince is dopri5's, rk38 is torchdiffeq's rk4)"
-        )
     get_tableau(text)
     return text
 

@@ -77,7 +77,12 @@ def resolve_method(method: MethodLike, options: Mapping[str, Any] | None = None)
         if params:
             raise ValueError(f"torchdiffeq's method {name!r} takes no parameters; got {sorted(params)}")
     else:
-        get_registry().get("tableau", name, extra_names=table.builtin_names)  # raises with suggestions
+        entry = get_registry().get("tableau", name, extra_names=table.builtin_names)  # raises with suggestions
+        takes = entry.params if isinstance(entry, TableauFamily) else ()
+        unknown = sorted(set(params) - set(takes))
+        if unknown:  # the spec names parameters, not solver options: say which the method has
+            what = f"family {name!r} has the parameters {list(takes)}" if takes else f"{name!r} is not a family"
+            raise ValueError(f"method spec {method!r} gives {unknown}, but {what}")
     check_options(name, options)
     return name, options
 

@@ -301,3 +301,27 @@ def test_test_time_noise_is_chunked_and_keeps_no_step_records_under_no_grad():
 def test_diffusion_options_are_validated(diffusion, options, error, match):
     with pytest.raises(error, match=match):
         nde.SDEBlock(Drift(), diffusion, options)
+
+
+def test_a_spec_parameter_the_method_does_not_have_is_named():
+    with pytest.raises(ValueError, match=r"gives \['w'\], but family 'rk2' has the parameters \['u'\]"):
+        nde.odeint(decay, torch.ones(2), T.float(), method="rk2:w=1", options={"step_size": 0.5})
+    with pytest.raises(ValueError, match="'rk38' is not a family"):
+        nde.resolve_method("rk38:u=1")
+
+
+@pytest.mark.parametrize("spec", ["rk2:", "rk2:u=0.5,,", "rk2: , u=1"])
+def test_a_spec_with_empty_parameters_is_refused(spec):
+    with pytest.raises(ValueError, match="method spec"):
+        nde.parse_method_spec(spec)
+
+
+def test_get_tableau_of_a_torchdiffeq_solver_says_what_it_is():
+    with pytest.raises(nde.UnknownPluginNameError, match="one of torchdiffeq's own solvers"):
+        nde.get_tableau("dopri5")
+
+
+def test_a_number_given_as_a_tensor_that_requires_grad_is_refused():
+    weight = torch.tensor(0.1, requires_grad=True)
+    with pytest.raises(TypeError, match="requires grad"):
+        nde.ODEBlock(Linear(), regularizers={"error_estimate": weight})
