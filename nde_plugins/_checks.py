@@ -20,26 +20,22 @@ from typing import Any
 
 import torch
 
+from .tableaux._tableau import NotANumberError, RequiresGradError, real_number
+
 
 def _is_bool(value: Any) -> bool:
     return isinstance(value, bool) or (torch.is_tensor(value) and value.dtype == torch.bool)
 
 
 def as_float(name: str, value: Any) -> float:
-    """``value`` as a Python float; bools, strings and tensors with several entries are refused."""
-    if _is_bool(value) or isinstance(value, str):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if torch.is_tensor(value):
-        if value.numel() != 1:
-            raise TypeError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
-        if value.requires_grad:
-            raise TypeError(f"{name} is a tensor that requires grad, but it is used as a plain number and no "
-                            "gradient would reach it; pass a float (value.item()) or a detached tensor")
-        value = value.item()
+    """``value`` as a Python float; bools, strings, tensors with several entries or with a graph are refused."""
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
+        return real_number(value)
+    except RequiresGradError:
+        raise TypeError(f"{name} is a tensor that requires grad, but it is used as a plain number and no "
+                        "gradient would reach it; pass a float (value.item()) or a detached tensor") from None
+    except NotANumberError as exc:
+        raise TypeError(f"{name} must be a number, got {exc}") from None
 
 
 def positive_float(name: str, value: Any, fix: str = "") -> float:
