@@ -45,10 +45,21 @@ def register_diffusions(register):
 
 @hookspec
 def register_end_time_samplers(register):
-    """Contribute end-time samplers for training with a random integration horizon.
+    """Contribute end-time samplers for training with a random integration horizon (STEER).
 
-    Call ``register(name, factory)``: ``factory(**options)`` returns a callable
-    ``sample(t0, t1, generator) -> t1'`` used in training mode only; evaluation keeps ``t1``.
+    Call ``register(name, factory)``: ``factory(**options)`` returns a sampler ``s`` with
+
+    - ``s(t, generator, batch=None) -> ends``: ``t`` is the block's 1-D grid (length n >= 2,
+      increasing or decreasing); ``ends`` has ``t``'s shape, or ``(batch, n)`` with one independent
+      draw per sample when ``batch`` is given. ``ends[0] == t[0]`` and ``ends[k]`` is where
+      interval k stops; interval k starts from the unaltered ``t[k-1]`` (drawing only the last time
+      gives the grid ``[t0, ..., T]``). Every interval must keep its direction and a positive
+      length. Draw with ``generator`` (None means torch's global generator); no gradient.
+    - optionally ``s.check(t)``: called once when a block is built, raising ``ValueError`` that
+      names the option and the rule when the options cannot serve ``t``.
+
+    Blocks call the sampler on every forward call in training mode only; evaluation uses ``t``.
+    The option ``per_sample`` is the block's (it asks for ``batch``), not the factory's.
     """
 
 

@@ -11,7 +11,8 @@ import torchdiffeq
 from . import _torchdiffeq
 from ._checks import check_adaptive_dtype, check_state, check_step, check_times, check_tolerances
 from .plugins import UnknownPluginNameError, get_registry
-from .stats import AdaptiveObservedField, ObservedField, StepRecorder, flat
+from .policies import CallPolicy, TimeMap, solve_segments
+from .stats import AdaptiveObservedField, ObservedField, StepRecorder, StepStats, flat
 from .tableaux import Tableau, TableauFamily
 
 MethodLike = str | Tableau | TableauFamily
@@ -161,7 +162,7 @@ def odeint(
     return _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs)
 
 
-def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs):
+def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs, stats=None):
     opts = dict(opts)
     is_tuple = not isinstance(y0, torch.Tensor)
     recorder = StepRecorder(
@@ -171,6 +172,7 @@ def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_sta
         direction=-1.0 if len(t) > 1 and bool(t[1] < t[0]) else 1.0,
         rtol=_scalar(rtol),
         atol=_scalar(atol),
+        stats=stats,
     )
     opts["norm"] = recorder.norm
     wrapper = AdaptiveObservedField if plan.mode == "adaptive" else ObservedField
@@ -225,8 +227,16 @@ class ODEBlock(torch.nn.Module):
             ``{name: {"weight": w, **options}}`` passes options to the regularizer.
         return_all: return the states at all times of ``t`` instead of the final one.
         record_stats: set False to solve without observation (``stats`` is then None).
+        end_time: a registered end-time sampler (``"steer"``, ``"steer_normal"``,
+            ``"steer_intervals"`` or a plugin's): in training every forward call integrates to
+            freshly drawn times (STEER); evaluation always uses ``t``.
+        end_time_options: the sampler's options (``{"b": 0.5}``); ``"per_sample": True`` draws
+            one end time per sample, solved in one batched, time-rescaled solve (see ``policies``).
+        seed / generator: where the draws come from (default: torch's global generator).
 
-    ``forward(x)`` returns ``z(t1)``; ``.stats`` describes the last call; ``.regularization()`` is the
+    ``forward(x)`` returns ``z(t1)`` (with an end-time sampler in training: the state at the drawn
+    end); ``.last_t`` holds the times the last call used, shaped like ``t`` or ``(batch, len(t))``
+    per sample; ``.stats`` describes the solve(s) of the last call; ``.regularization()`` is the
     weighted sum of the regularizers over that call (0 when there are none or none applies in eval
     mode with ``no_grad``). Set ``.epoch`` (1-based) to drive scheduled weights.
     """
@@ -243,6 +253,10 @@ class ODEBlock(torch.nn.Module):
         regularizers: Mapping[str, Any] | None = None,
         return_all: bool = False,
         record_stats: bool = True,
+        end_time: str | None = None,
+        end_time_options: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         from .regularizers import build_regularizers, check_supported
@@ -266,8 +280,13 @@ class ODEBlock(torch.nn.Module):
             "error_estimate" in needs and self.plan.mode == "fixed"
         )
         self._vjp_inputs = any(type(r.regularizer).__name__ == "JacobianFrobenius" for r in self.regularizers)
+        self.policy = CallPolicy("ODEBlock", self.t, end_time, end_time_options, seed, generator)
+        if self.policy.per_sample and "grid_constructor" in self.options:
+            raise ValueError("end_time_options['per_sample'] rescales every sample's interval to [0, 1], where a "
+                             "grid_constructor in real time has no meaning; give step_size instead")
         self.epoch = 1
-        self.stats = None
+        self.stats: StepStats | None = None
+        self.last_t: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_state(x, "ODEBlock input")
@@ -277,14 +296,32 @@ class ODEBlock(torch.nn.Module):
         if self._vjp_inputs and not x.requires_grad and torch.is_grad_enabled():
             # The Jacobian probe differentiates each stage w.r.t. its input, the first one being x.
             x = x.detach().requires_grad_(True)
-        # The method was resolved once in __init__; go straight to the solve.
-        name, opts = self.method_name, dict(self.options)
-        if self.record_stats:
-            z, self.stats = _observed_solve(self.field, x, t, name, opts, self.plan, self.rtol, self.atol,
-                                            self.adjoint, self._keep_stages, {})
+        # Drop the previous call's statistics first: they hold its graph, which must not live on
+        # through this call.
+        self.stats = None
+        stats = StepStats(self.plan, rtol=_scalar(self.rtol), atol=_scalar(self.atol)) if self.record_stats else None
+        if self.training and self.policy.active:
+            ends = self.policy.ends(t, _batch_for(self.policy, x))
+            z = solve_segments(lambda y0, grid, time_map: self._solve(stats, y0, grid, time_map), x, t, ends)
+            self.last_t = ends
         else:
-            z = _solve(self.field, x, t, name, opts, self.rtol, self.atol, self.adjoint, {})
+            z = self._solve(stats, x, t, None)
+            self.last_t = t
+        self.stats = stats
         return z if self.return_all else z[-1]
+
+    def _solve(self, stats: StepStats | None, y0: Any, grid: torch.Tensor, time_map: TimeMap | None) -> Any:
+        """One solve of a forward call (the method was resolved once in __init__), recorded into ``stats``."""
+        field, opts = self.field, dict(self.options)
+        if time_map is not None:
+            field = TimeMappedField(self.field, time_map)
+            if "step_size" in opts:
+                opts["step_size"] = time_map.step(opts["step_size"])
+        if stats is None:
+            return _solve(field, y0, grid, self.method_name, opts, self.rtol, self.atol, self.adjoint, {})
+        ys, _ = _observed_solve(field, y0, grid, self.method_name, opts, self.plan, self.rtol, self.atol,
+                                self.adjoint, self._keep_stages, {}, stats=stats)
+        return ys
 
     def regularization(self) -> torch.Tensor:
         """sum_r weight_r(epoch) * r(stats) over the last forward call."""
@@ -297,6 +334,28 @@ class ODEBlock(torch.nn.Module):
         return f"method={self.method_name!r}, rtol={self.rtol:g}, atol={self.atol:g}, adjoint={self.adjoint}" + (
             f", regularizers=({regs})" if regs else ""
         )
+
+
+def _batch_for(policy: CallPolicy, x: Any) -> int:
+    """The batch size a per-sample draw needs (the leading dimension of a tensor state)."""
+    if not policy.per_sample:
+        return 1
+    if not torch.is_tensor(x) or x.dim() < 1:
+        raise ValueError("end_time_options['per_sample'] draws one end time per sample along the first dimension: "
+                         "the state must be a tensor with a batch dimension (tuple states are not supported)")
+    return x.shape[0]
+
+
+class TimeMappedField(torch.nn.Module):
+    """dz/ds = span * field(start + s * span, z): one sample's interval rescaled to s in [0, 1]."""
+
+    def __init__(self, field: Callable[..., Any], time_map: TimeMap) -> None:
+        super().__init__()
+        self.field = field  # a submodule, so odeint_adjoint finds its parameters
+        self.time_map = time_map
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.time_map.span * self.field(self.time_map.time(s), z)
 
 
 __all__ = ["MethodLike", "ODEBlock", "UnknownPluginNameError", "odeint", "parse_method_spec", "resolve_method"]

@@ -62,6 +62,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "nde_plugins.tableaux.builtin",
     "nde_plugins.regularizers",
     "nde_plugins.diffusions",
+    "nde_plugins.end_times",
 )
 
 #: plugin kind -> the hook that contributes it

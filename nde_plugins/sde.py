@@ -35,11 +35,11 @@ from ._checks import (
     check_step,
     check_times,
     check_tolerances,
-    generator_from,
     positive_float,
     positive_int,
 )
 from .plugins import get_registry
+from .policies import CallPolicy, TimeMap, solve_segments
 from .regularizers import build_regularizers, check_supported, weighted_regularization
 from .stats import SolverPlan, Stage, StepRecord, StepStats, rms
 
@@ -68,8 +68,10 @@ def _check_method(method: str, adjoint: bool) -> None:
 class _SDERecorder:
     """Collects the drift/diffusion evaluations of one solve and turns them into ``StepStats``."""
 
-    def __init__(self, plan: SolverPlan, t1: float, rtol: float, atol: float, adaptive: bool, keep: bool) -> None:
-        self.stats = StepStats(plan, rtol=rtol, atol=atol)
+    def __init__(self, plan: SolverPlan, t1: float, rtol: float, atol: float, adaptive: bool, keep: bool,
+                 stats: StepStats | None = None) -> None:
+        # ``stats`` given: this solve is one part of a forward call and adds to its record.
+        self.stats = stats if stats is not None else StepStats(plan, rtol=rtol, atol=atol)
         self.t1, self.adaptive, self.keep = t1, adaptive, keep
         self.calls: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.backward = False
@@ -89,8 +91,10 @@ class _SDERecorder:
         self.backward = True
         if self.keep and self.stats.plan.method in STEP_STATISTICS_METHODS:
             calls = self.calls[1:]  # the first call is torchsde's contract probe at (t0, y0)
-            self.stats._steps = self._adaptive_steps(calls) if self.adaptive else self._fixed_steps(calls)
-            self.stats._pending = self._estimates(calls)
+            steps = self._adaptive_steps(calls) if self.adaptive else self._fixed_steps(calls)
+            self.stats._steps.extend(steps)
+            fill = self._estimates(calls)
+            self.stats._pending.append(lambda: fill(steps))
         self.calls = []
         return self.stats
 
@@ -162,6 +166,16 @@ class _BlockSDE(torch.nn.Module):
         object.__setattr__(self, "_diffusion", diffusion)
         self.noise_on = True
         self.recorder: _SDERecorder | None = None
+        self.time_map: TimeMap | None = None  # set for a per-sample time-rescaled solve
+        self._sqrt_span: torch.Tensor | None = None
+
+    def use_time_map(self, time_map: TimeMap | None) -> None:
+        """Solve in s with real time start + s * span: the drift scaled by span, the noise by sqrt(span).
+
+        (dW_t = sqrt(span) dW_s for t = start + s * span.)
+        """
+        self.time_map = time_map
+        self._sqrt_span = None if time_map is None else time_map.span.sqrt()
 
     def _count(self, drift: int, diffusion: int) -> None:
         if self.recorder is not None:
@@ -181,9 +195,15 @@ class _BlockSDE(torch.nn.Module):
         return g
 
     def _f_and_g(self, t, y):
+        time_map = self.time_map
+        if time_map is not None:
+            t = time_map.time(t)
         f = self._drift(t, y)
         self._count(1, 0)
-        return f, self._g_from(t, y, f)
+        g = self._g_from(t, y, f)
+        if time_map is not None:
+            return time_map.span * f, self._sqrt_span * g
+        return f, g
 
 
 class _EulerSDE(_BlockSDE):
@@ -203,12 +223,16 @@ class _GeneralSDE(_BlockSDE):
 
     def f(self, t, y):
         self._count(1, 0)
-        return self._drift(t, y)
+        if self.time_map is None:
+            return self._drift(t, y)
+        return self.time_map.span * self._drift(self.time_map.time(t), y)
 
     def g(self, t, y):
         if self._diffusion.uses_drift and self.noise_on and not self._diffusion.is_zero:
             return self._f_and_g(t, y)[1]
-        return self._g_from(t, y, None)
+        if self.time_map is None:
+            return self._g_from(t, y, None)
+        return self._sqrt_span * self._g_from(self.time_map.time(t), y, None)
 
     def f_and_g(self, t, y):
         return self._f_and_g(t, y)
@@ -233,6 +257,8 @@ class SDEBlock(torch.nn.Module):
         seed / generator: make the Brownian paths reproducible: each call draws the path's entropy
             from the generator (from ``seed``, or torch's global generator if neither is given; giving
             both is an error).
+        end_time / end_time_options: an end-time sampler, as for ``ODEBlock`` (training only; a
+            per-sample draw rescales time per sample: drift by T_i - t0, noise by its square root).
         regularizers: as for ``ODEBlock``; step statistics need ``method="euler"``.
         return_all: return the states at all times of ``t``.
 
@@ -263,6 +289,8 @@ class SDEBlock(torch.nn.Module):
         samples_per_solve: int = 32,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        end_time: str | None = None,
+        end_time_options: Mapping[str, Any] | None = None,
         regularizers: Mapping[str, Any] | None = None,
         return_all: bool = False,
         record_stats: bool = True,
@@ -296,7 +324,8 @@ class SDEBlock(torch.nn.Module):
         self.rtol, self.atol, self.dt_min, self.adjoint = rtol, atol, dt_min, adjoint
         self.test_time_noise, self.samples, self.return_all = test_time_noise, samples, return_all
         self.record_stats = record_stats
-        self._generator = generator_from(seed, generator)
+        # One generator for the Brownian paths and the end-time draws.
+        self.policy = CallPolicy("SDEBlock", t, end_time, end_time_options, seed, generator)
         steps_observable = method in STEP_STATISTICS_METHODS and not adjoint
         self.plan = SolverPlan(method, "adaptive" if adaptive else "fixed", c=(0.0,), b=(1.0,), kind="sde",
                                error_estimate=steps_observable, stiffness_estimate=steps_observable)
@@ -306,6 +335,7 @@ class SDEBlock(torch.nn.Module):
         check_supported(self.regularizers, self.plan, adjoint, list(STEP_STATISTICS_METHODS))
         self.epoch = 1
         self.stats: StepStats | None = None
+        self.last_t: torch.Tensor | None = None
 
     @property
     def drift(self):
@@ -316,10 +346,14 @@ class SDEBlock(torch.nn.Module):
         return self.sde.diffusion
 
     def _entropy(self) -> int:
-        return int(torch.randint(0, 2**62, (1,), generator=self._generator).item())
+        return int(torch.randint(0, 2**62, (1,), generator=self.policy.generator).item())
 
-    def _solve(self, x: torch.Tensor, noise_on: bool) -> tuple[torch.Tensor, StepStats | None]:
-        t = self.t.to(device=x.device, dtype=x.dtype)
+    def _solve(self, x: torch.Tensor, noise_on: bool, t: torch.Tensor, time_map: TimeMap | None,
+               stats: StepStats | None) -> torch.Tensor:
+        """One torchsde solve over grid ``t`` (in s when ``time_map`` is given), recorded into ``stats``."""
+        dt, dt_min = self.dt, self.dt_min
+        if time_map is not None:
+            dt, dt_min = time_map.step(dt), time_map.step(dt_min)
         bm = torchsde.BrownianInterval(
             t0=float(t[0]), t1=float(t[-1]), size=x.shape, dtype=x.dtype, device=x.device, entropy=self._entropy(),
             levy_area_approximation="space-time" if self.method == "srk" else "none",
@@ -329,10 +363,12 @@ class SDEBlock(torch.nn.Module):
             # Step records pin every step's state; in eval under no_grad nothing can differentiate
             # them and regularizers are off, so only the counts are kept.
             keep = self.training or torch.is_grad_enabled()
-            recorder = _SDERecorder(self.plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=keep)
+            recorder = _SDERecorder(self.plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=keep,
+                                    stats=stats)
         self.sde.recorder, self.sde.noise_on = recorder, noise_on
-        kwargs = dict(bm=bm, method=self.method, dt=self.dt, adaptive=self.adaptive, rtol=self.rtol,
-                      atol=self.atol, dt_min=self.dt_min)
+        self.sde.use_time_map(time_map)
+        kwargs = dict(bm=bm, method=self.method, dt=dt, adaptive=self.adaptive, rtol=self.rtol,
+                      atol=self.atol, dt_min=dt_min)
         try:
             if self.adjoint:
                 ys = torchsde.sdeint_adjoint(self.sde, x, t, adjoint_method=self.method, **kwargs)
@@ -345,12 +381,15 @@ class SDEBlock(torch.nn.Module):
             ys = None
         finally:
             self.sde.noise_on = True
+            self.sde.use_time_map(None)
         if ys is None or not bool(torch.isfinite(ys[-1]).all()):
             raise FloatingPointError(
                 f"the SDE state became non-finite {self._where_diverged(t, ys, recorder)} (method {self.method!r}): "
                 "the drift or the noise diverged; try a smaller dt, a smaller diffusion or a better-scaled drift"
             )
-        return ys, (recorder.finish() if recorder is not None else None)
+        if recorder is not None:
+            recorder.finish()
+        return ys
 
     @staticmethod
     def _where_diverged(t: torch.Tensor, ys: torch.Tensor | None, recorder: _SDERecorder | None) -> str:
@@ -372,18 +411,29 @@ class SDEBlock(torch.nn.Module):
                              "(flatten other dimensions first, e.g. x.flatten(1))")
         if not x.is_floating_point():
             raise TypeError(f"SDEBlock input has dtype {x.dtype}; states must be floating point (pass x.float())")
+        t = self.t.to(device=x.device, dtype=x.dtype)
+        # Drop the previous call's statistics first: they hold its graph.
+        self.stats = None
+        stats = StepStats(self.plan, rtol=self.rtol, atol=self.atol) if self.record_stats else None
+        self.last_t = t
+        if self.training and self.policy.active:
+            ends = self.policy.ends(t, x.shape[0])
+            ys = solve_segments(lambda y0, grid, time_map: self._solve(y0, True, grid, time_map, stats), x, t, ends)
+            self.last_t = ends
+        elif self.training or not self.test_time_noise:
+            ys = self._solve(x, self.training, t, None, stats)
         if self.training or not self.test_time_noise:
-            ys, self.stats = self._solve(x, noise_on=self.training)
+            self.stats = stats
             out = ys if self.return_all else ys[-1]
             return out.unsqueeze(0) if return_samples else out
-        # Test-time noise: the samples as batched solves of up to samples_per_solve copies each.
-        chunks, stats = [], None
+        # Test-time noise: the samples as batched solves of up to samples_per_solve copies each,
+        # all recorded into one StepStats.
+        chunks = []
         for start in range(0, self.samples, self.samples_per_solve):
             n = min(self.samples_per_solve, self.samples - start)
-            ys, chunk_stats = self._solve(x.repeat(n, 1), noise_on=True)
+            ys = self._solve(x.repeat(n, 1), True, t, None, stats)
             ys = ys if self.return_all else ys[-1:]
             chunks.append(ys.reshape(ys.shape[0], n, *x.shape).movedim(1, 0))
-            stats = chunk_stats if stats is None else stats.merged_counts(chunk_stats)
         self.stats = stats
         per_sample = torch.cat(chunks)
         if not self.return_all:

@@ -132,27 +132,19 @@ class StepStats:
     rtol: float = 0.0
     atol: float = 0.0
     # Estimates that cost tensor work (the SDE ones) are filled in on first access, so a solve
-    # whose statistics nobody reads pays only for the bookkeeping.
-    _pending: Callable[[list[StepRecord]], None] | None = field(default=None, repr=False)
+    # whose statistics nobody reads pays only for the bookkeeping. One entry per solve: a forward
+    # call split into several solves (end-time samplers) records them all into one StepStats.
+    _pending: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def steps(self) -> list[StepRecord]:
-        if self._pending is not None:
-            fill, self._pending = self._pending, None
-            fill(self._steps)
+        while self._pending:
+            self._pending.pop(0)()
         return self._steps
 
     @property
     def method(self) -> str:
         return self.plan.method
-
-    def merged_counts(self, other: StepStats) -> StepStats:
-        """The evaluation counts of two solves added up, without per-step records (which belong to one solve)."""
-        return StepStats(
-            self.plan, nfe_forward=self.nfe_forward + other.nfe_forward,
-            nfe_backward=self.nfe_backward + other.nfe_backward,
-            nfe_diffusion=self.nfe_diffusion + other.nfe_diffusion, rtol=self.rtol, atol=self.atol,
-        )
 
     @property
     def accepted(self) -> list[StepRecord]:
@@ -219,9 +211,10 @@ class StepRecorder:
 
     def __init__(
         self, plan: SolverPlan, *, keep_stages: bool, base_norm: Callable, direction: float,
-        rtol: float, atol: float,
+        rtol: float, atol: float, stats: StepStats | None = None,
     ) -> None:
-        self.stats = StepStats(plan, rtol=rtol, atol=atol)
+        # ``stats`` given: this solve is one part of a forward call and adds to its record.
+        self.stats = stats if stats is not None else StepStats(plan, rtol=rtol, atol=atol)
         self.plan = plan
         self.keep_stages = keep_stages
         self.base_norm = base_norm
@@ -231,6 +224,7 @@ class StepRecorder:
         self._window_norm: torch.Tensor | None = None
         self._f0: Stage | None = None  # first stage of the next adaptive step (FSAL)
         self._started = False
+        self._output_checked = False
         self._fixed_step: tuple[float, float] | None = None  # (t0, dt) of the open fixed-grid step
 
     # -- the field -----------------------------------------------------------------------------
@@ -239,8 +233,9 @@ class StepRecorder:
             self.stats.nfe_backward += 1
             return
         self.stats.nfe_forward += 1
-        if self.stats.nfe_forward == 1:
+        if not self._output_checked:  # the solve's first evaluation
             check_field_output(k, y, f"method {self.plan.method!r}")
+            self._output_checked = True
         if not self.keep_stages:
             return
         stage = Stage(t, y, k)

@@ -1,0 +1,177 @@
+"""What one forward call of a block solves: the per-call policies both ``ODEBlock`` and ``SDEBlock`` share.
+
+A block holds a ``CallPolicy``. On every training forward call the policy may change the solve:
+an end-time sampler (``end_time=``) draws the integration times. In evaluation nothing changes.
+The block then runs the solve(s) the policy describes through one callable it provides,
+``solve(y0, grid, time_map) -> states at grid``, so the ODE and SDE blocks share every rule here
+and differ only in that callable. Step statistics of all the solves of one call go into one
+``StepStats``, and step regularizers read it as usual: the order on a call is policy -> solve(s)
+-> statistics -> ``regularization()``.
+
+How drawn times are solved. The sampler returns the *ends* of the grid's intervals (see
+``end_times``): interval k runs from the unaltered ``t[k-1]`` to ``ends[k]``.
+
+- Shared by the batch, only the last time drawn (``steer``): one solve on ``[t0, ..., T]``, the
+  same cost as a solve with a fixed end T.
+- Shared, several times drawn (``steer_intervals``): consecutive solves, each restarting from the
+  unaltered start of its interval.
+- One draw per sample (``per_sample=True``): a drawn interval [a, T_i] is solved for the whole batch
+  at once as the time-rescaled problem dz/ds = (T_i - a) f(a + s (T_i - a), z) on s in [0, 1]. The
+  field still sees real time, as a tensor shaped (batch, 1, ..., 1), one time per sample. Adaptive
+  step control then sees the whole batch (a step is accepted for all samples together), and a
+  fixed grid takes the nominal number of steps, |t_k - t_{k-1}| / step_size, over every sample's
+  own interval. Statistics of these solves are in s (step sizes are fractions of the interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ._checks import check_factory_options, generator_from
+
+
+@dataclass(frozen=True)
+class TimeMap:
+    """Real time tau = start + s * span for s in [0, 1]; ``span`` holds one value per sample, shaped to broadcast.
+
+    ``interval`` is the nominal |t_k - t_{k-1}|: a fixed step h in real time becomes h / interval in
+    s, so every sample takes the nominal number of steps over its own interval.
+    """
+
+    start: float
+    span: torch.Tensor
+    interval: float
+
+    def time(self, s: torch.Tensor) -> torch.Tensor:
+        return self.start + s * self.span
+
+    def step(self, step: float) -> float:
+        return step / self.interval
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One solve of a forward call: from grid index ``first`` over ``grid`` (shared) or along ``time_map``."""
+
+    first: int
+    grid: torch.Tensor | None = None
+    time_map: TimeMap | None = None
+
+
+#: ``solve(y0, grid, time_map)``: the block's solve, returning the states at every time of ``grid``
+#: (``grid`` is ``[0, 1]`` in s when ``time_map`` is given).
+SolveFn = Callable[[torch.Tensor, torch.Tensor, TimeMap | None], torch.Tensor]
+
+
+class CallPolicy:
+    """The per-call policy of one block: its random generator and its end-time sampler.
+
+    Args:
+        owner: the block's class name, for messages.
+        t: the block's validated 1-D grid.
+        end_time: a registered end-time sampler name, or None.
+        end_time_options: the sampler's options; ``per_sample=True`` draws one end time per sample.
+        seed / generator: where draws come from (a new generator seeded with ``seed``, the given
+            one, or torch's global generator when neither is given; both at once is an error).
+    """
+
+    def __init__(
+        self, owner: str, t: torch.Tensor, end_time: str | None, end_time_options: Mapping[str, Any] | None,
+        seed: int | None, generator: torch.Generator | None,
+    ) -> None:
+        from .plugins import get_registry
+
+        self.generator = generator_from(seed, generator)
+        self.end_time = end_time
+        options = dict(_options(owner, "end_time_options", end_time_options))
+        self.per_sample = options.pop("per_sample", False)
+        if not isinstance(self.per_sample, bool):
+            raise TypeError(f"{owner}: end_time_options['per_sample'] must be True or False, got {self.per_sample!r}")
+        self.sampler = None
+        if end_time is None:
+            if end_time_options:
+                raise ValueError(f"{owner}: end_time_options are given but end_time is not; name a sampler, e.g. "
+                                 "end_time='steer'")
+            return
+        if not isinstance(end_time, str):
+            raise TypeError(f"{owner}: end_time must be a registered sampler name, got {type(end_time).__name__}")
+        factory = get_registry().get("end_time_sampler", end_time)
+        check_factory_options("end time", end_time, factory, options)
+        self.sampler = factory(**options)
+        check = getattr(self.sampler, "check", None)
+        if check is not None:
+            check(t)
+
+    @property
+    def active(self) -> bool:
+        return self.sampler is not None
+
+    def ends(self, t: torch.Tensor, batch: int) -> torch.Tensor:
+        """A fresh draw of the interval ends (training only), validated against the contract."""
+        ends = self.sampler(t, self.generator, batch if self.per_sample else None)
+        expected = (batch, len(t)) if self.per_sample else (len(t),)
+        if not torch.is_tensor(ends) or tuple(ends.shape) != expected:
+            shape = tuple(ends.shape) if torch.is_tensor(ends) else type(ends).__name__
+            raise ValueError(f"end-time sampler {self.end_time!r} returned {shape}; the contract asks for {expected}")
+        ends = ends.detach().to(dtype=t.dtype, device=t.device)
+        direction = 1.0 if float(t[-1]) > float(t[0]) else -1.0
+        lengths = (ends[..., 1:] - t[:-1]) * direction
+        if not bool(torch.isfinite(ends).all()) or bool((lengths <= 0).any()) or bool((ends[..., 0] != t[0]).any()):
+            raise ValueError(
+                f"end-time sampler {self.end_time!r} drew {ends.tolist()} for t = {t.tolist()}: every drawn end must "
+                "be finite and lie beyond its interval's start, and the first time must stay t0"
+            )
+        return ends
+
+
+def _options(owner: str, name: str, options: Any) -> Mapping[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{owner}: {name} must be a dict of options, got {type(options).__name__}")
+    return options
+
+
+def segments(t: torch.Tensor, ends: torch.Tensor) -> list[Segment]:
+    """The solves that realize drawn ``ends`` (shape (n,) shared or (batch, n) per sample) on grid ``t``."""
+    per_sample = ends.dim() == 2
+    drawn = [k for k in range(1, len(t)) if bool((ends[..., k] != t[k]).any())]
+    out: list[Segment] = []
+    start = 0
+    for k in drawn:
+        if per_sample:
+            if k - 1 > start:
+                out.append(Segment(start, grid=t[start:k]))
+            interval = abs(float(t[k]) - float(t[k - 1]))
+            out.append(Segment(k - 1, time_map=TimeMap(float(t[k - 1]), ends[:, k] - t[k - 1], interval)))
+        else:
+            out.append(Segment(start, grid=torch.cat([t[start:k], ends[k:k + 1]])))
+        start = k
+    if start < len(t) - 1:
+        out.append(Segment(start, grid=t[start:]))
+    return out
+
+
+def solve_segments(solve: SolveFn, x: torch.Tensor, t: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """States at every grid index (stacked first) after solving the ``segments`` of ``ends`` in order."""
+    parts = segments(t, ends)
+    if len(parts) == 1 and parts[0].time_map is None:
+        return solve(x, parts[0].grid, None)  # the common case: one solve to a shared end time
+    if not torch.is_tensor(x):
+        raise ValueError("drawing several interval ends (or one per sample) solves interval by interval, which "
+                         "needs a tensor state; tuple states work with end times drawn for the last interval only")
+    states = [x]
+    for segment in parts:
+        state = states[-1]
+        if segment.time_map is None:
+            ys = solve(state, segment.grid, None)
+        else:
+            span = segment.time_map.span.reshape(-1, *([1] * (state.dim() - 1)))
+            unit = torch.tensor([0.0, 1.0], dtype=t.dtype, device=t.device)
+            ys = solve(state, unit, TimeMap(segment.time_map.start, span.to(state.dtype), segment.time_map.interval))
+        states.extend(ys[1:])
+    return torch.stack(states)
