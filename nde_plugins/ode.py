@@ -292,8 +292,9 @@ class ODEBlock(torch.nn.Module):
         check_state(x, "ODEBlock input")
         if self.plan.mode == "adaptive":
             check_adaptive_dtype(x, self.method_name)
-        t = self.t.to(device=x.device, dtype=x.dtype if x.is_floating_point() else self.t.dtype)
-        if self._vjp_inputs and not x.requires_grad and torch.is_grad_enabled():
+        first = x if torch.is_tensor(x) else x[0]  # tuple states: time follows the first part
+        t = self.t.to(device=first.device, dtype=first.dtype if first.is_floating_point() else self.t.dtype)
+        if self._vjp_inputs and torch.is_tensor(x) and not x.requires_grad and torch.is_grad_enabled():
             # The Jacobian probe differentiates each stage w.r.t. its input, the first one being x.
             x = x.detach().requires_grad_(True)
         # Drop the previous call's statistics first: they hold its graph, which must not live on
