@@ -3,6 +3,7 @@ and the counting MLP vector field."""
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -51,3 +52,31 @@ def counted(field: CountingMLP, step: Callable[[], object], nfe: dict[str, int],
         nfe[key] = field.nfe
 
     return run
+
+
+def shuffled_medians(
+    runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 3, seed: int = 0,
+    before_round: Callable[[], object] | None = None,
+) -> dict[str, float]:
+    """Median process CPU time of each named callable, the callables run in a fresh random order every round.
+
+    A fixed order (even a rotating one) lets a variant inherit the cache or allocator state its
+    predecessor left; shuffling each round spreads that over all variants. Give the baseline twice
+    under two names (an A/A pair) to show the noise floor next to the ratios. ``before_round`` runs
+    untimed at the start of every round (e.g. to fix the round's random draw for all variants).
+    """
+    rng = random.Random(seed)
+    names = list(runs)
+    for _ in range(warmup):
+        for name in names:
+            runs[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(repeats):
+        if before_round is not None:
+            before_round()
+        rng.shuffle(names)
+        for name in names:
+            start = time.process_time()
+            runs[name]()
+            times[name].append(time.process_time() - start)
+    return {name: statistics.median(values) for name, values in times.items()}

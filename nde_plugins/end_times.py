@@ -19,6 +19,8 @@ Contract of a sampler object (what ``factory(**options)`` returns):
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._checks import nonnegative_float, positive_float
@@ -29,18 +31,31 @@ from .hookspecs import hookimpl
 MIN_LENGTH = 1e-3
 
 
-def _uniform(t: torch.Tensor, generator: torch.Generator | None, batch: int | None) -> torch.Tensor:
-    """Uniform(0, 1) draws shaped like ``t`` or ``(batch, len(t))``, in float64 for exact bounds."""
-    shape = (len(t),) if batch is None else (batch, len(t))
+def _uniform(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform(0, 1) draws in float64, so the bounds hold exactly before the cast to t's dtype."""
     return torch.rand(shape, generator=generator, dtype=torch.float64)
 
 
-def _direction(t: torch.Tensor) -> float:
-    return 1.0 if float(t[-1]) > float(t[0]) else -1.0
+def _intervals(times: list[float]) -> list[float]:
+    return [abs(b - a) for a, b in zip(times, times[1:])]
 
 
-def _intervals(t: torch.Tensor) -> torch.Tensor:
-    return (t[1:] - t[:-1]).abs().double()
+def _with_last(t: torch.Tensor, times: list[float], last: torch.Tensor, batch: int | None) -> torch.Tensor:
+    """``t`` with its last entry replaced by ``last`` (a 0-d draw, or one per sample)."""
+    if batch is None:  # one small tensor from Python floats: the cheapest way for a shared draw
+        return torch.tensor([*times[:-1], float(last)], dtype=t.dtype, device=t.device)
+    ends = t.expand(batch, len(times)).clone()
+    ends[:, -1] = last.to(t.dtype)
+    return ends
+
+
+def _every_end(t: torch.Tensor, times: list[float], half_widths: torch.Tensor | float,
+               generator: torch.Generator | None, batch: int | None) -> torch.Tensor:
+    """Every entry but the first drawn from Uniform(t_k - b_k, t_k + b_k)."""
+    u = _uniform((len(times) - 1,) if batch is None else (batch, len(times) - 1), generator)
+    ends = t.double().expand(*(() if batch is None else (batch,)), len(times)).clone()
+    ends[..., 1:] += half_widths * (2 * u - 1)
+    return ends.to(t.dtype)
 
 
 class Steer:
@@ -58,8 +73,9 @@ class Steer:
             raise TypeError(f"end time 'steer': every_interval must be True or False, got {every_interval!r}")
         self.every_interval = every_interval
 
-    def _half_width(self, t: torch.Tensor) -> float:
-        shortest = float(_intervals(t).min() if self.every_interval else _intervals(t)[-1])
+    def _half_width(self, times: list[float]) -> float:
+        lengths = _intervals(times)
+        shortest = min(lengths) if self.every_interval else lengths[-1]
         b = self.b if self.b is not None else shortest - self.min_length
         if not 0 < b < shortest:
             which = "the shortest interval" if self.every_interval else "the last interval |t1 - t0|"
@@ -71,17 +87,15 @@ class Steer:
         return b
 
     def check(self, t: torch.Tensor) -> None:
-        self._half_width(t)
+        self._half_width(t.tolist())
 
     def __call__(self, t: torch.Tensor, generator: torch.Generator | None, batch: int | None = None) -> torch.Tensor:
-        b = self._half_width(t)
-        ends = t.double().expand(*(() if batch is None else (batch,)), len(t)).clone()
-        draw = t.double() + b * (2 * _uniform(t, generator, batch) - 1)
+        times = t.tolist()
+        b = self._half_width(times)
         if self.every_interval:
-            ends[..., 1:] = draw[..., 1:]
-        else:
-            ends[..., -1] = draw[..., -1]
-        return ends.to(t.dtype)
+            return _every_end(t, times, b, generator, batch)
+        u = _uniform(() if batch is None else (batch,), generator)
+        return _with_last(t, times, times[-1] + b * (2 * u - 1), batch)
 
 
 class SteerNormal:
@@ -96,26 +110,27 @@ class SteerNormal:
         self.std = positive_float("end time 'steer_normal': std", std)
         self.min_length = nonnegative_float("end time 'steer_normal': min_length", min_length)
 
-    def _bound(self, t: torch.Tensor) -> float:
-        last = float(_intervals(t)[-1])
+    def _low(self, times: list[float]) -> float:
+        """Phi(a): the normal's mass below the allowed bound, a = -(last interval - min_length) / std."""
+        last = _intervals(times)[-1]
         if not self.min_length < last:
             raise ValueError(
                 f"end time 'steer_normal': min_length = {self.min_length:g} must be smaller than the last interval "
                 f"|t1 - t0| = {last:g}"
             )
-        return -(last - self.min_length) / self.std  # standardized distance of the allowed bound below t1
+        return 0.5 * math.erfc((last - self.min_length) / self.std / math.sqrt(2))
 
     def check(self, t: torch.Tensor) -> None:
-        self._bound(t)
+        self._low(t.tolist())
 
     def __call__(self, t: torch.Tensor, generator: torch.Generator | None, batch: int | None = None) -> torch.Tensor:
-        low = torch.special.ndtr(torch.tensor(self._bound(t), dtype=torch.float64))
-        u = low + (1 - low) * _uniform(t, generator, batch)[..., -1]
+        times = t.tolist()
+        low = self._low(times)
+        u = low + (1 - low) * _uniform(() if batch is None else (batch,), generator)
         # Keep U strictly inside (Phi(a), 1): ndtri(1) is inf.
         u = u.clamp(max=1 - torch.finfo(torch.float64).eps)
-        ends = t.double().expand(*(() if batch is None else (batch,)), len(t)).clone()
-        ends[..., -1] = float(t[-1]) + _direction(t) * self.std * torch.special.ndtri(u)
-        return ends.to(t.dtype)
+        direction = 1.0 if times[-1] > times[0] else -1.0
+        return _with_last(t, times, times[-1] + direction * self.std * torch.special.ndtri(u), batch)
 
 
 class SteerIntervals:
@@ -130,24 +145,22 @@ class SteerIntervals:
     def __init__(self, eps: float = MIN_LENGTH) -> None:
         self.eps = positive_float("end time 'steer_intervals': eps", eps)
 
-    def _half_widths(self, t: torch.Tensor) -> torch.Tensor:
-        widths = _intervals(t) - self.eps
-        if bool((widths <= 0).any()):
-            shortest = float(_intervals(t).min())
+    def _half_widths(self, times: list[float]) -> list[float]:
+        lengths = _intervals(times)
+        if min(lengths) <= self.eps:
             raise ValueError(
                 f"end time 'steer_intervals': eps = {self.eps:g} must be smaller than every interval of t (the "
-                f"shortest is {shortest:g}); give a smaller eps"
+                f"shortest is {min(lengths):g}); give a smaller eps"
             )
-        return widths
+        return [length - self.eps for length in lengths]
 
     def check(self, t: torch.Tensor) -> None:
-        self._half_widths(t)
+        self._half_widths(t.tolist())
 
     def __call__(self, t: torch.Tensor, generator: torch.Generator | None, batch: int | None = None) -> torch.Tensor:
-        b = self._half_widths(t)
-        ends = t.double().expand(*(() if batch is None else (batch,)), len(t)).clone()
-        ends[..., 1:] = t[1:].double() + b * (2 * _uniform(t, generator, batch)[..., 1:] - 1)
-        return ends.to(t.dtype)
+        times = t.tolist()
+        b = torch.tensor(self._half_widths(times), dtype=torch.float64)
+        return _every_end(t, times, b, generator, batch)
 
 
 @hookimpl

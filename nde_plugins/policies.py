@@ -25,6 +25,7 @@ How drawn times are solved. The sampler returns the *ends* of the grid's interva
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -118,14 +119,25 @@ class CallPolicy:
             shape = tuple(ends.shape) if torch.is_tensor(ends) else type(ends).__name__
             raise ValueError(f"end-time sampler {self.end_time!r} returned {shape}; the contract asks for {expected}")
         ends = ends.detach().to(dtype=t.dtype, device=t.device)
-        direction = 1.0 if float(t[-1]) > float(t[0]) else -1.0
-        lengths = (ends[..., 1:] - t[:-1]) * direction
-        if not bool(torch.isfinite(ends).all()) or bool((lengths <= 0).any()) or bool((ends[..., 0] != t[0]).any()):
+        if not _follows_the_contract(t, ends):
             raise ValueError(
                 f"end-time sampler {self.end_time!r} drew {ends.tolist()} for t = {t.tolist()}: every drawn end must "
                 "be finite and lie beyond its interval's start, and the first time must stay t0"
             )
         return ends
+
+
+def _follows_the_contract(t: torch.Tensor, ends: torch.Tensor) -> bool:
+    """Finite ends, the first one t0, every interval keeping its direction and a positive length."""
+    if ends.dim() == 1:  # a shared draw: a few Python floats, checked without tensor work
+        times, values = t.tolist(), ends.tolist()
+        direction = 1.0 if times[-1] > times[0] else -1.0
+        return values[0] == times[0] and all(
+            math.isfinite(end) and (end - start) * direction > 0 for start, end in zip(times, values[1:])
+        )
+    direction = 1.0 if float(t[-1]) > float(t[0]) else -1.0
+    lengths = (ends[:, 1:] - t[:-1]) * direction
+    return bool(torch.isfinite(ends).all()) and not bool((lengths <= 0).any()) and not bool((ends[:, 0] != t[0]).any())
 
 
 def _options(owner: str, name: str, options: Any) -> Mapping[str, Any]:
@@ -139,7 +151,10 @@ def _options(owner: str, name: str, options: Any) -> Mapping[str, Any]:
 def segments(t: torch.Tensor, ends: torch.Tensor) -> list[Segment]:
     """The solves that realize drawn ``ends`` (shape (n,) shared or (batch, n) per sample) on grid ``t``."""
     per_sample = ends.dim() == 2
-    drawn = [k for k in range(1, len(t)) if bool((ends[..., k] != t[k]).any())]
+    if per_sample:
+        drawn = [k for k in range(1, len(t)) if bool((ends[:, k] != t[k]).any())]
+    else:
+        drawn = [k for k, (end, time) in enumerate(zip(ends.tolist(), t.tolist())) if end != time]
     out: list[Segment] = []
     start = 0
     for k in drawn:
@@ -149,7 +164,9 @@ def segments(t: torch.Tensor, ends: torch.Tensor) -> list[Segment]:
             interval = abs(float(t[k]) - float(t[k - 1]))
             out.append(Segment(k - 1, time_map=TimeMap(float(t[k - 1]), ends[:, k] - t[k - 1], interval)))
         else:
-            out.append(Segment(start, grid=torch.cat([t[start:k], ends[k:k + 1]])))
+            # The grid from the unaltered start: ends[start] may itself be a drawn end.
+            grid = ends[:k + 1] if start == 0 else torch.cat([t[start:start + 1], ends[start + 1:k + 1]])
+            out.append(Segment(start, grid=grid))
         start = k
     if start < len(t) - 1:
         out.append(Segment(start, grid=t[start:]))
