@@ -366,3 +366,30 @@ def test_a_third_party_sampler_is_used_by_name():
         assert torch.allclose(z, torch.full((2,), 0.75, dtype=torch.float64).neg().exp(), atol=1e-6)
     finally:
         nde.unregister_plugin(name)
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_sde_gradients_and_regularizers_with_per_sample_end_times(adjoint):
+    drift = Drift()
+    drift.lin = torch.nn.Linear(2, 2)
+    drift.forward = lambda t, y: drift.lin(y) - y  # noqa: E731 - a drift with parameters
+    regularizers = None if adjoint else {"error_estimate": 1.0}
+    block = nde.SDEBlock(drift, "multiplicative", {"sigma": 0.1}, dt=0.1, seed=0, adjoint=adjoint,
+                         end_time="steer", end_time_options={"b": 0.5, "per_sample": True}, regularizers=regularizers)
+    loss = block(torch.ones(3, 2)).square().sum()
+    if regularizers:
+        loss = loss + block.regularization()
+        assert block.stats.steps_accepted == 10  # the nominal 10 Euler steps over every sample's interval
+    loss.backward()
+    assert drift.lin.weight.grad is not None and float(drift.lin.weight.grad.abs().sum()) > 0
+
+
+def test_sde_end_times_in_training_and_test_time_noise_in_evaluation():
+    block = nde.SDEBlock(Drift(), "additive", {"sigma": 0.2}, dt=0.1, seed=0, end_time="steer_normal",
+                         end_time_options={"std": 0.1}, test_time_noise=True, samples=5)
+    x = torch.ones(3, 2)
+    block(x)
+    assert block.last_t[-1] != 1.0
+    block.eval()
+    samples = block(x, return_samples=True)
+    assert samples.shape == (5, 3, 2) and torch.equal(block.last_t, block.t)
