@@ -1,5 +1,5 @@
-"""nde_plugins: solver tableaux, noise diffusions, end-time samplers and step-statistic regularizers
-for neural ODEs/SDEs, registered as pluggy plugins and run inside torchdiffeq and torchsde.
+"""nde_plugins: solver tableaux, noise diffusions, end-time samplers, step-statistic regularizers and
+solver schedules for neural ODEs/SDEs, registered as pluggy plugins and run inside torchdiffeq and torchsde.
 
 Importing the package makes every registered tableau usable as a method of plain
 ``torchdiffeq.odeint`` / ``torchdiffeq.odeint_adjoint``; plugins themselves load on first use.
@@ -36,6 +36,7 @@ from .plugins import (
     unregister_plugin,
 )
 from .regularizers import ErrorEstimate, ExponentialAnnealing, JacobianFrobenius, KineticEnergy, Stiffness
+from .schedules import Member, ensemble_predict, solver_ensemble
 from .sde import SDEBlock
 from .stats import SolverPlan, Stage, StepRecord, StepStats
 from .tableaux import Tableau, TableauError, TableauFamily, TableauWarning
@@ -77,6 +78,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "KINDS",
     "LoadError",
+    "Member",
     "MethodLike",
     "PluginConflictError",
     "PluginError",
@@ -90,6 +92,7 @@ __all__ = [
     "TableauWarning",
     "UnknownPluginNameError",
     "get_registry",
+    "ensemble_predict",
     "get_tableau",
     "hookimpl",
     "hookspec",
@@ -97,6 +100,7 @@ __all__ = [
     "parse_method_spec",
     "register_plugin",
     "resolve_method",
+    "solver_ensemble",
     "torchdiffeq_method_names",
     "unregister_plugin",
 ]

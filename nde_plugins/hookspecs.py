@@ -74,8 +74,23 @@ def register_step_regularizers(register):
 
 @hookspec
 def register_solver_schedules(register):
-    """Contribute training-time solver policies (switching, smoothing, step adaption).
+    """Contribute solver schedules: training-time policies that pick a block's solver per call.
 
-    Call ``register(name, factory)``: ``factory(**options)`` returns an object that picks the
-    method, its parameters and step size for each forward call given the training state.
+    Call ``register(name, factory)``: ``factory(**options)`` returns a schedule ``s`` with
+
+    - ``s.bind(base)``: called once when a block is built. ``base`` is a
+      ``nde_plugins.schedules.BaseSolver``: the block's method, its ``TableauFamily`` (or None),
+      the base parameters and ``validate(member)``, which raises if the block cannot solve with a
+      member. Raise ``ValueError`` naming the option and the rule for what the schedule cannot
+      serve (smoothing on a method that is not a family).
+    - ``s.members(state) -> list[Member]``: called on every forward call, training and
+      evaluation. ``state`` is a ``CallState`` (``training``, ``generator``, ``epoch``,
+      ``iteration``); a ``Member`` is a method name, its family parameters and a weight. One
+      member: the call solves with it; several: the output is the weighted mean of their final
+      states (weights summing to 1). In evaluation return the base member unless the schedule is
+      an ensemble. Draw only from ``state.generator``.
+
+    On one forward call the schedule acts first, then the end-time sampler (one draw shared by
+    every member), then the solves; statistics record every solve, and the block's step
+    regularizers read them.
     """

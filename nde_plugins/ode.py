@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,7 +14,8 @@ from . import _torchdiffeq
 from ._checks import check_adaptive_dtype, check_state, check_step, check_times, check_tolerances
 from .plugins import UnknownPluginNameError, get_registry
 from .policies import CallPolicy, TimeMap, solve_segments
-from .stats import AdaptiveObservedField, ObservedField, StepRecorder, StepStats, flat
+from .schedules import BaseSolver, Member
+from .stats import AdaptiveObservedField, ObservedField, SolverPlan, StepRecorder, StepStats, flat
 from .tableaux import Tableau, TableauFamily
 
 MethodLike = str | Tableau | TableauFamily
@@ -233,12 +236,17 @@ class ODEBlock(torch.nn.Module):
         end_time_options: the sampler's options (``{"b": 0.5}``); ``"per_sample": True`` draws
             one end time per sample, solved in one batched, time-rescaled solve (see ``policies``).
         seed / generator: where the draws come from (default: torch's global generator).
+        schedule: a registered solver schedule (``"switching"``, ``"smoothing"``,
+            ``"output_ensemble"`` or a plugin's) choosing the solver of every call (see
+            ``schedules``); ``schedule_options`` are its options.
 
     ``forward(x)`` returns ``z(t1)`` (with an end-time sampler in training: the state at the drawn
-    end); ``.last_t`` holds the times the last call used, shaped like ``t`` or ``(batch, len(t))``
-    per sample; ``.stats`` describes the solve(s) of the last call; ``.regularization()`` is the
-    weighted sum of the regularizers over that call (0 when there are none or none applies in eval
-    mode with ``no_grad``). Set ``.epoch`` (1-based) to drive scheduled weights.
+    end; with an output ensemble: the weighted mean over its members); ``.last_t`` holds the times
+    the last call used, shaped like ``t`` or ``(batch, len(t))`` per sample; ``.last_method`` the
+    solver(s), as ``(method, family parameters)``; ``.iteration`` counts training calls;
+    ``.stats`` describes the solve(s) of the last call; ``.regularization()`` is the weighted sum
+    of the regularizers over that call (0 when there are none or none applies in eval mode with
+    ``no_grad``). Set ``.epoch`` (1-based) to drive scheduled weights and per-epoch schedules.
     """
 
     def __init__(
@@ -257,9 +265,11 @@ class ODEBlock(torch.nn.Module):
         end_time_options: Mapping[str, Any] | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        schedule: str | None = None,
+        schedule_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        from .regularizers import build_regularizers, check_supported
+        from .regularizers import build_regularizers
 
         self.field = field
         self.method_name, self.options = resolve_method(method, options)
@@ -270,28 +280,64 @@ class ODEBlock(torch.nn.Module):
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
         self.return_all, self.record_stats = return_all, record_stats
         self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
-        self.plan = _torchdiffeq.solver_plan(self.method_name, self.options)
         if self.regularizers and not record_stats:
             raise ValueError("regularizers read the step statistics: record_stats must stay True")
-        check_supported(self.regularizers, self.plan, adjoint, _torchdiffeq.methods_with_error_estimate())
-        needs = set().union(*(r.requires for r in self.regularizers)) if self.regularizers else set()
-        # Stage values are kept only when something reads them (they pin tensors in memory).
-        self._keep_stages = bool(needs & {"stages", "stiffness"}) or (
-            "error_estimate" in needs and self.plan.mode == "fixed"
-        )
+        self._needs = set().union(*(r.requires for r in self.regularizers)) if self.regularizers else set()
         self._vjp_inputs = any(type(r.regularizer).__name__ == "JacobianFrobenius" for r in self.regularizers)
-        self.policy = CallPolicy("ODEBlock", self.t, end_time, end_time_options, seed, generator)
+        # The base solver, resolved once; schedule members are resolved when they are first used.
+        self._solvers: OrderedDict[tuple, _Solver] = OrderedDict()
+        base = self._base_solver()
+        self._base = self._solver(base.member)
+        self.plan = self._base.plan
+        self.policy = CallPolicy("ODEBlock", self.t, end_time, end_time_options, seed, generator, schedule,
+                                 schedule_options, base)
         if self.policy.per_sample and "grid_constructor" in self.options:
             raise ValueError("end_time_options['per_sample'] rescales every sample's interval to [0, 1], where a "
                              "grid_constructor in real time has no meaning; give step_size instead")
         self.epoch = 1
+        self.iteration = 0
         self.stats: StepStats | None = None
         self.last_t: torch.Tensor | None = None
+        self.last_method: tuple[str, dict] | list[tuple[str, dict]] | None = None
+
+    def _base_solver(self) -> BaseSolver:
+        entry = _torchdiffeq.install()[self.method_name]
+        family = entry.entry if isinstance(entry, _torchdiffeq.TableauSolver) else None
+        family = family if isinstance(family, TableauFamily) else None
+        params = family.resolve({k: v for k, v in self.options.items() if k in family.params}) if family else {}
+        self._step_options = {k: v for k, v in self.options.items() if not family or k not in family.params}
+        return BaseSolver(self.method_name, family, params, lambda member: self._solver(member))
+
+    def _solver(self, member: Member) -> _Solver:
+        """How the block solves with ``member``: method, options, statistics plan (a few kept, least recent dropped)."""
+        key = (member.method, tuple(sorted(member.params.items())))
+        solver = self._solvers.get(key)
+        if solver is not None:
+            self._solvers.move_to_end(key)
+            return solver
+        from .regularizers import check_supported
+
+        if member.method == self.method_name:  # the base family: only its parameters change
+            name, opts = self.method_name, {**self._step_options, **member.params}
+        else:
+            name, opts = resolve_method(member.method, {**self._step_options, **member.params})
+        plan = _torchdiffeq.solver_plan(name, opts)
+        check_supported(self.regularizers, plan, self.adjoint, _torchdiffeq.methods_with_error_estimate())
+        # Stage values are kept only when something reads them (they pin tensors in memory).
+        keep = bool(self._needs & {"stages", "stiffness"}) or ("error_estimate" in self._needs and plan.mode == "fixed")
+        solver = _Solver(name, opts, plan, keep, dict(member.params))
+        self._solvers[key] = solver
+        while len(self._solvers) > _SOLVER_CACHE_SIZE:
+            self._solvers.popitem(last=False)
+        return solver
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_state(x, "ODEBlock input")
-        if self.plan.mode == "adaptive":
-            check_adaptive_dtype(x, self.method_name)
+        members = self.policy.members(self.training, self.epoch, self.iteration)
+        solvers = [self._base] if members is None else [self._solver(m) for m in members]
+        for solver in solvers:
+            if solver.plan.mode == "adaptive":
+                check_adaptive_dtype(x, solver.name)
         first = x if torch.is_tensor(x) else x[0]  # tuple states: time follows the first part
         t = self.t.to(device=first.device, dtype=first.dtype if first.is_floating_point() else self.t.dtype)
         if self._vjp_inputs and torch.is_tensor(x) and not x.requires_grad and torch.is_grad_enabled():
@@ -301,27 +347,36 @@ class ODEBlock(torch.nn.Module):
         # through this call.
         self.stats = None
         stats = StepStats(self.plan, rtol=_scalar(self.rtol), atol=_scalar(self.atol)) if self.record_stats else None
-        if self.training and self.policy.active:
-            ends = self.policy.ends(t, _batch_for(self.policy, x))
-            z = solve_segments(lambda y0, grid, time_map: self._solve(stats, y0, grid, time_map), x, t, ends)
-            self.last_t = ends
-        else:
-            z = self._solve(stats, x, t, None)
-            self.last_t = t
+        ends = self.policy.ends(t, _batch_for(self.policy, x)) if self.training and self.policy.active else None
+        outputs = []
+        for solver in solvers:
+            if ends is None:
+                outputs.append(self._solve(solver, stats, x, t, None))
+            else:
+                outputs.append(solve_segments(
+                    lambda y0, grid, time_map, solver=solver: self._solve(solver, stats, y0, grid, time_map), x, t, ends
+                ))
+        z = outputs[0] if len(outputs) == 1 else _weighted_mean(outputs, [m.weight for m in members])
+        if self.training:
+            self.iteration += 1
+        self.last_t = t if ends is None else ends
+        picked = [(s.name, s.params) for s in solvers]
+        self.last_method = picked[0] if len(picked) == 1 else picked
         self.stats = stats
         return z if self.return_all else z[-1]
 
-    def _solve(self, stats: StepStats | None, y0: Any, grid: torch.Tensor, time_map: TimeMap | None) -> Any:
-        """One solve of a forward call (the method was resolved once in __init__), recorded into ``stats``."""
-        field, opts = self.field, dict(self.options)
+    def _solve(self, solver: _Solver, stats: StepStats | None, y0: Any, grid: torch.Tensor,
+               time_map: TimeMap | None) -> Any:
+        """One solve of a forward call with ``solver``, recorded into ``stats``."""
+        field, opts = self.field, dict(solver.options)
         if time_map is not None:
             field = TimeMappedField(self.field, time_map)
             if "step_size" in opts:
                 opts["step_size"] = time_map.step(opts["step_size"])
         if stats is None:
-            return _solve(field, y0, grid, self.method_name, opts, self.rtol, self.atol, self.adjoint, {})
-        ys, _ = _observed_solve(field, y0, grid, self.method_name, opts, self.plan, self.rtol, self.atol,
-                                self.adjoint, self._keep_stages, {}, stats=stats)
+            return _solve(field, y0, grid, solver.name, opts, self.rtol, self.atol, self.adjoint, {})
+        ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, self.rtol, self.atol,
+                                self.adjoint, solver.keep_stages, {}, stats=stats)
         return ys
 
     def regularization(self) -> torch.Tensor:
@@ -335,6 +390,28 @@ class ODEBlock(torch.nn.Module):
         return f"method={self.method_name!r}, rtol={self.rtol:g}, atol={self.atol:g}, adjoint={self.adjoint}" + (
             f", regularizers=({regs})" if regs else ""
         )
+
+
+#: Resolved solvers a block keeps (its base, switching members, recent smoothing draws).
+_SOLVER_CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class _Solver:
+    """A resolved solver of a block: torchdiffeq method name, options, statistics plan, stage keeping."""
+
+    name: str
+    options: dict
+    plan: SolverPlan
+    keep_stages: bool
+    params: dict
+
+
+def _weighted_mean(outputs: list[Any], weights: list[float]) -> Any:
+    """sum_m w_m z_m over the members' outputs (tensors, or tuples of tensors part by part)."""
+    if torch.is_tensor(outputs[0]):
+        return sum(w * z for w, z in zip(weights, outputs))
+    return tuple(sum(w * z[i] for w, z in zip(weights, outputs)) for i in range(len(outputs[0])))
 
 
 def _batch_for(policy: CallPolicy, x: Any) -> int:

@@ -63,6 +63,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "nde_plugins.regularizers",
     "nde_plugins.diffusions",
     "nde_plugins.end_times",
+    "nde_plugins.schedules",
 )
 
 #: plugin kind -> the hook that contributes it

@@ -1,7 +1,8 @@
 """What one forward call of a block solves: the per-call policies both ``ODEBlock`` and ``SDEBlock`` share.
 
-A block holds a ``CallPolicy``. On every training forward call the policy may change the solve:
-an end-time sampler (``end_time=``) draws the integration times. In evaluation nothing changes.
+A block holds a ``CallPolicy``. On every forward call the policy may change the solve: a solver
+schedule (``schedule=``) picks the solver(s) (see ``schedules``), and in training an end-time
+sampler (``end_time=``) draws the integration times, one draw shared by every solver of the call.
 The block then runs the solve(s) the policy describes through one callable it provides,
 ``solve(y0, grid, time_map) -> states at grid``, so the ODE and SDE blocks share every rule here
 and differ only in that callable. Step statistics of all the solves of one call go into one
@@ -25,14 +26,16 @@ How drawn times are solved. The sampler returns the *ends* of the grid's interva
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ._checks import check_factory_options, generator_from
+from .schedules import BaseSolver, CallState, Member
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ SolveFn = Callable[[torch.Tensor, torch.Tensor, TimeMap | None], torch.Tensor]
 
 
 class CallPolicy:
-    """The per-call policy of one block: its random generator and its end-time sampler.
+    """The per-call policy of one block: its random generator, end-time sampler and solver schedule.
 
     Args:
         owner: the block's class name, for messages.
@@ -78,15 +81,33 @@ class CallPolicy:
         end_time_options: the sampler's options; ``per_sample=True`` draws one end time per sample.
         seed / generator: where draws come from (a new generator seeded with ``seed``, the given
             one, or torch's global generator when neither is given; both at once is an error).
+        schedule / schedule_options: a registered solver schedule and its options, or None.
+        base: the block's base solver, which the schedule is bound to.
     """
 
     def __init__(
         self, owner: str, t: torch.Tensor, end_time: str | None, end_time_options: Mapping[str, Any] | None,
-        seed: int | None, generator: torch.Generator | None,
+        seed: int | None, generator: torch.Generator | None, schedule: str | None = None,
+        schedule_options: Mapping[str, Any] | None = None, base: BaseSolver | None = None,
     ) -> None:
         from .plugins import get_registry
 
         self.generator = generator_from(seed, generator)
+        self.base = base
+        self._fixed: Member | None = None
+        self.schedule = None
+        schedule_options = _options(owner, "schedule_options", schedule_options)
+        if schedule is None:
+            if schedule_options:
+                raise ValueError(f"{owner}: schedule_options are given but schedule is not; name a schedule, e.g. "
+                                 "schedule='smoothing'")
+        else:
+            if not isinstance(schedule, str):
+                raise TypeError(f"{owner}: schedule must be a registered schedule name, got {type(schedule).__name__}")
+            factory = get_registry().get("solver_schedule", schedule)
+            check_factory_options("schedule", schedule, factory, schedule_options)
+            self.schedule = factory(**schedule_options)
+            self.schedule.bind(base)
         self.end_time = end_time
         options = dict(_options(owner, "end_time_options", end_time_options))
         self.per_sample = options.pop("per_sample", False)
@@ -110,6 +131,27 @@ class CallPolicy:
     @property
     def active(self) -> bool:
         return self.sampler is not None
+
+    def members(self, training: bool, epoch: int, iteration: int) -> list[Member] | None:
+        """The solvers of this call; None means the base solver alone (no schedule, nothing fixed)."""
+        if self._fixed is not None:
+            return [self._fixed]
+        if self.schedule is None:
+            return None
+        members = self.schedule.members(CallState(training, self.generator, epoch, iteration))
+        if not members:
+            raise ValueError("the solver schedule returned no member; a call needs at least one solver")
+        return members
+
+    @contextlib.contextmanager
+    def fixed(self, member: Member) -> Iterator[None]:
+        """Within the block, solve every call with ``member`` (ensemble prediction), whatever the schedule says."""
+        self.base.validate(member)
+        previous, self._fixed = self._fixed, member
+        try:
+            yield
+        finally:
+            self._fixed = previous
 
     def ends(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """A fresh draw of the interval ends (training only), validated against the contract."""

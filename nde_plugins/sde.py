@@ -41,6 +41,7 @@ from ._checks import (
 from .plugins import get_registry
 from .policies import CallPolicy, TimeMap, solve_segments
 from .regularizers import build_regularizers, check_supported, weighted_regularization
+from .schedules import BaseSolver, Member
 from .stats import SolverPlan, Stage, StepRecord, StepStats, rms
 
 # torchsde methods for Ito SDEs with diagonal noise (what SDEBlock builds), and whether
@@ -151,6 +152,10 @@ class _SDERecorder:
         return fill
 
 
+def _sde_class(method: str, adjoint: bool) -> type:
+    return _GeneralSDE if adjoint or method != "euler" else _EulerSDE
+
+
 class _BlockSDE(torch.nn.Module):
     """The SDE object torchsde integrates: Ito, diagonal noise, drift and diffusion from the block."""
 
@@ -259,6 +264,8 @@ class SDEBlock(torch.nn.Module):
             both is an error).
         end_time / end_time_options: an end-time sampler, as for ``ODEBlock`` (training only; a
             per-sample draw rescales time per sample: drift by T_i - t0, noise by its square root).
+        schedule / schedule_options: a solver schedule, as for ``ODEBlock``; its members are
+            torchsde methods (``"switching"`` or ``"output_ensemble"`` over ``["euler", "milstein"]``).
         regularizers: as for ``ODEBlock``; step statistics need ``method="euler"``.
         return_all: return the states at all times of ``t``.
 
@@ -291,6 +298,8 @@ class SDEBlock(torch.nn.Module):
         generator: torch.Generator | None = None,
         end_time: str | None = None,
         end_time_options: Mapping[str, Any] | None = None,
+        schedule: str | None = None,
+        schedule_options: Mapping[str, Any] | None = None,
         regularizers: Mapping[str, Any] | None = None,
         return_all: bool = False,
         record_stats: bool = True,
@@ -319,23 +328,48 @@ class SDEBlock(torch.nn.Module):
         check_tolerances(rtol, atol)
         dt_min = positive_float("dt_min", dt_min, "the smallest step adaptive stepping may take")
         self.register_buffer("t", t, persistent=False)
-        self.sde = (_GeneralSDE if adjoint or method != "euler" else _EulerSDE)(drift, diffusion)
+        self.sde = _sde_class(method, adjoint)(drift, diffusion)
         self.method, self.dt, self.adaptive = method, dt, bool(adaptive)
         self.rtol, self.atol, self.dt_min, self.adjoint = rtol, atol, dt_min, adjoint
         self.test_time_noise, self.samples, self.return_all = test_time_noise, samples, return_all
         self.record_stats = record_stats
-        # One generator for the Brownian paths and the end-time draws.
-        self.policy = CallPolicy("SDEBlock", t, end_time, end_time_options, seed, generator)
-        steps_observable = method in STEP_STATISTICS_METHODS and not adjoint
-        self.plan = SolverPlan(method, "adaptive" if adaptive else "fixed", c=(0.0,), b=(1.0,), kind="sde",
-                               error_estimate=steps_observable, stiffness_estimate=steps_observable)
         self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
         if self.regularizers and not record_stats:
             raise ValueError("regularizers read the step statistics: record_stats must stay True")
+        self.plan = self._plan(method)
         check_supported(self.regularizers, self.plan, adjoint, list(STEP_STATISTICS_METHODS))
+        # One generator for the Brownian paths, the end-time draws and the schedule's draws. A
+        # schedule's members are torchsde methods (SDEs have no parameterized families here).
+        base = BaseSolver(method, None, {}, self._check_member)
+        self.policy = CallPolicy("SDEBlock", t, end_time, end_time_options, seed, generator, schedule,
+                                 schedule_options, base)
         self.epoch = 1
+        self.iteration = 0
         self.stats: StepStats | None = None
         self.last_t: torch.Tensor | None = None
+        self.last_method: tuple[str, dict] | list[tuple[str, dict]] | None = None
+
+    def _plan(self, method: str) -> SolverPlan:
+        observable = method in STEP_STATISTICS_METHODS and not self.adjoint
+        return SolverPlan(method, "adaptive" if self.adaptive else "fixed", c=(0.0,), b=(1.0,), kind="sde",
+                          error_estimate=observable, stiffness_estimate=observable)
+
+    def _check_member(self, member: Member) -> None:
+        if member.params:
+            raise ValueError(f"torchsde's method {member.method!r} takes no parameters; got {dict(member.params)}")
+        _check_method(member.method, self.adjoint)
+        check_supported(self.regularizers, self._plan(member.method), self.adjoint, list(STEP_STATISTICS_METHODS))
+
+    def _sde_for(self, method: str) -> _BlockSDE:
+        """The SDE object for ``method``: the block's own, or one of the other kind sharing its drift and diffusion."""
+        cls = _sde_class(method, self.adjoint)
+        if isinstance(self.sde, cls):
+            return self.sde
+        other = self.__dict__.get("_other_sde")
+        if other is None:  # not a submodule: its drift and diffusion are already the block's
+            other = cls(self.sde.drift, self.sde.diffusion)
+            object.__setattr__(self, "_other_sde", other)
+        return other
 
     @property
     def drift(self):
@@ -349,42 +383,43 @@ class SDEBlock(torch.nn.Module):
         return int(torch.randint(0, 2**62, (1,), generator=self.policy.generator).item())
 
     def _solve(self, x: torch.Tensor, noise_on: bool, t: torch.Tensor, time_map: TimeMap | None,
-               stats: StepStats | None) -> torch.Tensor:
+               stats: StepStats | None, method: str | None = None) -> torch.Tensor:
         """One torchsde solve over grid ``t`` (in s when ``time_map`` is given), recorded into ``stats``."""
+        method = method or self.method
+        sde, plan = self._sde_for(method), self._plan(method)
         dt, dt_min = self.dt, self.dt_min
         if time_map is not None:
             dt, dt_min = time_map.step(dt), time_map.step(dt_min)
         bm = torchsde.BrownianInterval(
             t0=float(t[0]), t1=float(t[-1]), size=x.shape, dtype=x.dtype, device=x.device, entropy=self._entropy(),
-            levy_area_approximation="space-time" if self.method == "srk" else "none",
+            levy_area_approximation="space-time" if method == "srk" else "none",
         )
         recorder = None
         if self.record_stats:
             # Step records pin every step's state; in eval under no_grad nothing can differentiate
             # them and regularizers are off, so only the counts are kept.
             keep = self.training or torch.is_grad_enabled()
-            recorder = _SDERecorder(self.plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=keep,
-                                    stats=stats)
-        self.sde.recorder, self.sde.noise_on = recorder, noise_on
-        self.sde.use_time_map(time_map)
-        kwargs = dict(bm=bm, method=self.method, dt=dt, adaptive=self.adaptive, rtol=self.rtol,
+            recorder = _SDERecorder(plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=keep, stats=stats)
+        sde.recorder, sde.noise_on = recorder, noise_on
+        sde.use_time_map(time_map)
+        kwargs = dict(bm=bm, method=method, dt=dt, adaptive=self.adaptive, rtol=self.rtol,
                       atol=self.atol, dt_min=dt_min)
         try:
             if self.adjoint:
-                ys = torchsde.sdeint_adjoint(self.sde, x, t, adjoint_method=self.method, **kwargs)
+                ys = torchsde.sdeint_adjoint(sde, x, t, adjoint_method=method, **kwargs)
             else:
-                ys = torchsde.sdeint(self.sde, x, t, **kwargs)
+                ys = torchsde.sdeint(sde, x, t, **kwargs)
         except AssertionError as exc:
             # torchsde's adaptive stepping stops on a NaN error estimate with a bare assertion.
             if "nan" not in str(exc).lower():
                 raise
             ys = None
         finally:
-            self.sde.noise_on = True
-            self.sde.use_time_map(None)
+            sde.noise_on = True
+            sde.use_time_map(None)
         if ys is None or not bool(torch.isfinite(ys[-1]).all()):
             raise FloatingPointError(
-                f"the SDE state became non-finite {self._where_diverged(t, ys, recorder)} (method {self.method!r}): "
+                f"the SDE state became non-finite {self._where_diverged(t, ys, recorder)} (method {method!r}): "
                 "the drift or the noise diverged; try a smaller dt, a smaller diffusion or a better-scaled drift"
             )
         if recorder is not None:
@@ -412,16 +447,23 @@ class SDEBlock(torch.nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"SDEBlock input has dtype {x.dtype}; states must be floating point (pass x.float())")
         t = self.t.to(device=x.device, dtype=x.dtype)
+        members = self.policy.members(self.training, self.epoch, self.iteration) or [self.policy.base.member]
         # Drop the previous call's statistics first: they hold its graph.
         self.stats = None
         stats = StepStats(self.plan, rtol=self.rtol, atol=self.atol) if self.record_stats else None
+        picked = [(m.method, {}) for m in members]
+        self.last_method = picked[0] if len(picked) == 1 else picked
         self.last_t = t
+        if self.training:
+            self.iteration += 1
         if self.training and self.policy.active:
             ends = self.policy.ends(t, x.shape[0])
-            ys = solve_segments(lambda y0, grid, time_map: self._solve(y0, True, grid, time_map, stats), x, t, ends)
+            ys = self._solve_members(members, stats, lambda y0, grid, time_map, method: self._solve(
+                y0, True, grid, time_map, stats, method), x, t, ends)
             self.last_t = ends
         elif self.training or not self.test_time_noise:
-            ys = self._solve(x, self.training, t, None, stats)
+            ys = self._solve_members(members, stats, lambda y0, grid, time_map, method: self._solve(
+                y0, self.training, grid, time_map, stats, method), x, t, None)
         if self.training or not self.test_time_noise:
             self.stats = stats
             out = ys if self.return_all else ys[-1]
@@ -431,7 +473,8 @@ class SDEBlock(torch.nn.Module):
         chunks = []
         for start in range(0, self.samples, self.samples_per_solve):
             n = min(self.samples_per_solve, self.samples - start)
-            ys = self._solve(x.repeat(n, 1), True, t, None, stats)
+            ys = self._solve_members(members, stats, lambda y0, grid, time_map, method: self._solve(
+                y0, True, grid, time_map, stats, method), x.repeat(n, 1), t, None)
             ys = ys if self.return_all else ys[-1:]
             chunks.append(ys.reshape(ys.shape[0], n, *x.shape).movedim(1, 0))
         self.stats = stats
@@ -439,6 +482,21 @@ class SDEBlock(torch.nn.Module):
         if not self.return_all:
             per_sample = per_sample[:, 0]
         return per_sample if return_samples else per_sample.mean(0)
+
+    @staticmethod
+    def _solve_members(members: list[Member], stats: StepStats | None, solve: Callable, x: torch.Tensor,
+                       t: torch.Tensor, ends: torch.Tensor | None) -> torch.Tensor:
+        """The states of the call: one member's solve(s), or the weighted mean over an ensemble's."""
+        total = None
+        for member in members:
+            def one(y0, grid, time_map, method=member.method):
+                return solve(y0, grid, time_map, method)
+
+            ys = one(x, t, None) if ends is None else solve_segments(one, x, t, ends)
+            if len(members) == 1:
+                return ys
+            total = member.weight * ys if total is None else total + member.weight * ys
+        return total
 
     def regularization(self) -> torch.Tensor:
         """sum_r weight_r(epoch) * r(stats) over the last forward call."""

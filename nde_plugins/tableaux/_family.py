@@ -35,6 +35,9 @@ class TableauFamily:
         domain: rules as ``(statement, predicate)`` pairs; a member outside any of them is refused
             with an error quoting the statement (``"u != 0"``).
         description: one line for listings.
+        clamp: optional ``clamp(params, eps) -> params`` bringing sampled parameters into the
+            family's usable region with margin ``eps`` (solver smoothing calls it after every draw);
+            the result must satisfy the domain rules.
 
     ``family(u=0.3)`` (or ``family.member({"u": 0.3})``) returns the validated member, named like
     ``rk2_u0p3`` (see ``member_name``). Parameters are plain numbers: a tensor that requires grad is
@@ -50,6 +53,7 @@ class TableauFamily:
     build: Callable[..., Tableau]
     domain: Sequence[DomainRule] = ()
     description: str = ""
+    clamp: Callable[[Mapping[str, float], float], Mapping[str, float]] | None = None
     _cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False, compare=False)
     _lock: Any = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
@@ -76,6 +80,9 @@ class TableauFamily:
         object.__setattr__(self, "domain", _domain_rules(self.domain, where))
         if not isinstance(self.description, str):
             raise TableauError(f"{where}: description must be a str, got {type(self.description).__name__}")
+        if self.clamp is not None and not callable(self.clamp):
+            raise TableauError(f"{where}: clamp must be callable as clamp(params, eps) -> params, "
+                               f"got {type(self.clamp).__name__}")
         # Fail at registration, not at first use, if the documented default is itself invalid.
         self.member({})
 

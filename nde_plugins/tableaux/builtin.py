@@ -92,10 +92,50 @@ def _nonzero(name: str):
     return (f"{name} != 0", lambda **p: _away(p[name], 0))
 
 
+# Clamps: where the meta-solver's code keeps sampled parameters (its ``_make_params_valid``), with
+# margin eps. Singular points the code leaves unguarded (rk3 at u = 2/3, rk4_uv where
+# 6uv - 4u - 4v + 3 = 0) are stepped over by eps too, so a clamped member can always be built.
+
+
+def _clip(x: float, low: float, high: float) -> float:
+    return min(max(x, low), high)
+
+
+def _apart(u: float, v: float, eps: float) -> tuple[float, float]:
+    """The code's u == v nudge: v moves up by eps, or u down when u is at the upper edge."""
+    if abs(u - v) > _MARGIN:
+        return u, v
+    return (u, u + eps) if u < 1 - eps else (v - eps, v)
+
+
+def _clamp_rk2(p, eps):
+    return {"u": _clip(p["u"], eps, 1.0)}
+
+
+def _clamp_rk3(p, eps):
+    u, v = _apart(_clip(p["u"], eps, 1.0), _clip(p["v"], eps, 1.0), eps)
+    if not _away(u, 2 / 3):
+        u = 2 / 3 - eps
+    return {"u": u, "v": v}
+
+
+def _clamp_rk4_u(p, eps):
+    return {"u": _clip(p["u"], eps, 1.0 - eps)}
+
+
+def _clamp_rk4_uv(p, eps):
+    u = p["u"]
+    u = _clip(u, eps, 0.5 - eps) if u < 0.5 else _clip(u, 0.5 + eps, 1.0 - eps)
+    u, v = _apart(u, _clip(p["v"], eps, 1.0 - eps), eps)
+    if not _away(_uv_denominator(u, v), 0):
+        v = v - eps if v - eps > eps and _away(v - eps, u) else v + eps
+    return {"u": u, "v": v}
+
+
 FAMILIES = (
     TableauFamily(
         "rk2", ("u",), {"u": 0.5}, _rk2, [_nonzero("u")],
-        "2-stage order-2 family; u=1/2 midpoint, u=1 Heun, u=2/3 Ralston",
+        "2-stage order-2 family; u=1/2 midpoint, u=1 Heun, u=2/3 Ralston", clamp=_clamp_rk2,
     ),
     TableauFamily(
         "rk3", ("u", "v"), {"u": 0.5, "v": 1.0}, _rk3,
@@ -103,19 +143,19 @@ FAMILIES = (
             _nonzero("u"), _nonzero("v"),
             ("u != v", lambda u, v: _away(u, v)), ("u != 2/3", lambda u, v: _away(u, 2 / 3)),
         ],
-        "3-stage order-3 family with c = (0, u, v); the default (1/2, 1) is Kutta's method",
+        "3-stage order-3 family with c = (0, u, v); the default (1/2, 1) is Kutta's method", clamp=_clamp_rk3,
     ),
     TableauFamily(
         "rk4_u1", ("u",), {"u": 1 / 6}, _rk4_u1, [_nonzero("u")],
-        "4-stage order-4 family with c = (0, 1/2, 0, 1)",
+        "4-stage order-4 family with c = (0, 1/2, 0, 1)", clamp=_clamp_rk4_u,
     ),
     TableauFamily(
         "rk4_u2", ("u",), {"u": 1 / 3}, _rk4_u2, [_nonzero("u")],
-        "4-stage order-4 family with c = (0, 1/2, 1/2, 1); u=1/3 is the classic RK4",
+        "4-stage order-4 family with c = (0, 1/2, 1/2, 1); u=1/3 is the classic RK4", clamp=_clamp_rk4_u,
     ),
     TableauFamily(
         "rk4_u3", ("u",), {"u": 1 / 6}, _rk4_u3, [_nonzero("u")],
-        "4-stage order-4 family with c = (0, 1, 1/2, 1)",
+        "4-stage order-4 family with c = (0, 1, 1/2, 1)", clamp=_clamp_rk4_u,
     ),
     TableauFamily(
         "rk4_uv", ("u", "v"), {"u": 1 / 3, "v": 2 / 3}, _rk4_uv,
@@ -126,6 +166,7 @@ FAMILIES = (
             ("6uv - 4u - 4v + 3 != 0", lambda u, v: _away(_uv_denominator(u, v), 0)),
         ],
         "4-stage order-4 family with c = (0, u, v, 1); (1/3, 2/3) is the 3/8 rule (torchdiffeq's rk4)",
+        clamp=_clamp_rk4_uv,
     ),
 )
 
