@@ -128,15 +128,15 @@ class _TableauAdaptiveSolver(RKAdaptiveStepsizeODESolver):
 
 
 @lru_cache(maxsize=256)
-def fixed_grid_solver_class(tableau: Tableau) -> type:
-    """A torchdiffeq fixed-grid solver class stepping with ``tableau``."""
+def fixed_grid_steps(tableau: Tableau) -> tuple[tuple, tuple]:
+    """The nonzero terms a fixed-grid step of ``tableau`` combines: (c_i, a_ij terms) per stage >= 2, and b's.
+
+    One solver class serves every tableau and takes these per instance: creating a class per
+    member (an ABC subclass) cost about 45 us, paid on every call of a training loop that samples a
+    new family member each batch.
+    """
     stages = tuple((ci, _nonzero_terms(row)) for ci, row in zip(tableau.c[1:], tableau.a[1:]))
-    return type(
-        f"{tableau.name}_FixedGridSolver",
-        (_TableauFixedGridSolver,),
-        {"order": tableau.order, "nde_tableau": tableau, "stages": stages, "weights": _nonzero_terms(tableau.b),
-         "__module__": __name__},
-    )
+    return stages, _nonzero_terms(tableau.b)
 
 
 def _nonzero_terms(coeffs: tuple[float, ...]) -> tuple[tuple[int, float], ...]:
@@ -170,6 +170,11 @@ class _TableauFixedGridSolver(FixedGridODESolver):
     weights: tuple[tuple[int, float], ...]  # nonzero b_j
 
     _output_checked = False
+
+    def use(self, tableau: Tableau) -> _TableauFixedGridSolver:
+        self.nde_tableau, self.order = tableau, tableau.order
+        self.stages, self.weights = fixed_grid_steps(tableau)
+        return self
 
     def _step_func(self, func, t0, dt, t1, y0):
         # With perturb=True, torchdiffeq evaluates a step's endpoints just inside the step (the field
@@ -241,7 +246,6 @@ class TableauSolver:
         check_state(y0, f"method {self.method!r}")
         fixed = tableau.b_hat is None or "step_size" in options or "grid_constructor" in options
         if fixed:
-            solver_class = fixed_grid_solver_class(tableau)
             for name in ADAPTIVE_OPTIONS - {"norm"}:
                 if name in options:
                     raise ValueError(
@@ -250,16 +254,15 @@ class TableauSolver:
                     )
             if tableau.b_hat is not None:
                 _warn_unused_callbacks(self.method, func)
-        else:
-            solver_class = adaptive_solver_class(tableau)
-            check_adaptive_dtype(y0, self.method)
-            for name in FIXED_GRID_OPTIONS - {"norm", "step_size", "grid_constructor"}:
-                if name in options:
-                    raise ValueError(
-                        f"method {self.method!r} runs adaptively, so the fixed-grid option {name!r} would be "
-                        "ignored; give step_size (or grid_constructor) to run on a fixed grid, or drop it"
-                    )
-        return solver_class(func=func, y0=y0, rtol=rtol, atol=atol, **options)
+            return _TableauFixedGridSolver(func=func, y0=y0, rtol=rtol, atol=atol, **options).use(tableau)
+        check_adaptive_dtype(y0, self.method)
+        for name in FIXED_GRID_OPTIONS - {"norm", "step_size", "grid_constructor"}:
+            if name in options:
+                raise ValueError(
+                    f"method {self.method!r} runs adaptively, so the fixed-grid option {name!r} would be "
+                    "ignored; give step_size (or grid_constructor) to run on a fixed grid, or drop it"
+                )
+        return adaptive_solver_class(tableau)(func=func, y0=y0, rtol=rtol, atol=atol, **options)
 
     def __repr__(self) -> str:
         return f"TableauSolver({self.method!r})"
@@ -404,7 +407,7 @@ def solver_plan(method: str, options: dict[str, Any]) -> SolverPlan:
     entry = install()[method]
     if isinstance(entry, TableauSolver):
         tableau = entry.tableau_for(dict(options))
-        if is_fixed_grid(method, options):
+        if tableau.b_hat is None or "step_size" in options or "grid_constructor" in options:
             return SolverPlan(method, "fixed", tableau.c, tableau.b, tableau.b_hat)
         bt = adaptive_solver_class(tableau).tableau
     elif isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver):

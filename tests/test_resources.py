@@ -36,11 +36,12 @@ def test_memory_stays_flat_when_every_solve_uses_a_new_family_member():
     _solve_with_fresh_members(0, 300)
     tracemalloc.start()
     try:
-        _traced_growth(5_000, 300)
+        _traced_growth(5_000, 500)
         growth = [_traced_growth(10_000 + k * 500, 500) for k in range(2)]
     finally:
         tracemalloc.stop()
-    assert max(growth) < 64 * 1024, f"memory grew by {growth} bytes over 500 fresh members each"
+    # A quarter of what a leak would add; allocator and interning noise is a few tens of KiB.
+    assert max(growth) < 224 * 1024, f"memory grew by {growth} bytes over 500 fresh members each"
 
 
 def test_an_unregistered_tableau_is_usable_while_held_and_forgotten_when_dropped():
@@ -62,7 +63,7 @@ def test_an_unregistered_tableau_is_usable_while_held_and_forgotten_when_dropped
 
 def test_solver_entries_and_classes_are_bounded():
     _solve_with_fresh_members(50_000, 300)
-    for cached in (_torchdiffeq.fixed_grid_solver_class, _torchdiffeq.adaptive_solver_class,
+    for cached in (_torchdiffeq.fixed_grid_steps, _torchdiffeq.adaptive_solver_class,
                    _torchdiffeq._solver_entry):
         info = cached.cache_info()
         assert info.maxsize is not None and info.currsize <= info.maxsize
