@@ -380,6 +380,18 @@ def is_fixed_grid(method: str, options: dict[str, Any]) -> bool:
     return isinstance(entry, type) and issubclass(entry, FixedGridODESolver)
 
 
+_BUILTIN_ORDERS = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4, "dopri5": 5, "dopri8": 8,
+                   "bosh3": 3, "fehlberg2": 2, "adaptive_heun": 2}
+
+
+def method_order(method: str, options: dict[str, Any]) -> int | None:
+    """The order of the solution ``method`` propagates (None for multistep and scipy solvers)."""
+    entry = install()[method]
+    if isinstance(entry, TableauSolver):
+        return entry.tableau_for(dict(options)).order
+    return _BUILTIN_ORDERS.get(method)
+
+
 def steps_adaptively(method: str, options: dict[str, Any]) -> bool:
     """Whether ``method`` with ``options`` runs under torchdiffeq's adaptive Runge-Kutta step control."""
     entry = install()[method]

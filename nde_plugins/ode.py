@@ -306,26 +306,34 @@ class ODEBlock(torch.nn.Module):
         family = family if isinstance(family, TableauFamily) else None
         params = family.resolve({k: v for k, v in self.options.items() if k in family.params}) if family else {}
         self._step_options = {k: v for k, v in self.options.items() if not family or k not in family.params}
-        return BaseSolver(self.method_name, family, params, lambda member: self._solver(member))
+        return BaseSolver(self.method_name, family, params, lambda member: self._solver(member), block=self,
+                          options=dict(self._step_options),
+                          fixed_grid=_torchdiffeq.is_fixed_grid(self.method_name, self.options),
+                          order=_torchdiffeq.method_order(self.method_name, self.options),
+                          span=abs(float(self.t[-1]) - float(self.t[0])))
 
     def _solver(self, member: Member) -> _Solver:
         """How the block solves with ``member``: method, options, statistics plan (a few kept, least recent dropped)."""
-        key = (member.method, tuple(sorted(member.params.items())))
+        key = (member.method, tuple(sorted(member.params.items())), tuple(sorted(member.options.items())))
         solver = self._solvers.get(key)
         if solver is not None:
             self._solvers.move_to_end(key)
             return solver
         from .regularizers import check_supported
 
-        if member.method == self.method_name:  # the base family: only its parameters change
-            name, opts = self.method_name, {**self._step_options, **member.params}
+        options = dict(member.options)
+        rtol, atol = options.pop("rtol", self.rtol), options.pop("atol", self.atol)
+        step_options = {**self._step_options, **options}
+        if member.method == self.method_name and not options:  # the base family: only its parameters change
+            name, opts = self.method_name, {**step_options, **member.params}
         else:
-            name, opts = resolve_method(member.method, {**self._step_options, **member.params})
+            name, opts = resolve_method(member.method, {**step_options, **member.params})
+            check_solve_inputs(name, opts, self.t, rtol, atol)
         plan = _torchdiffeq.solver_plan(name, opts)
         check_supported(self.regularizers, plan, self.adjoint, _torchdiffeq.methods_with_error_estimate())
         # Stage values are kept only when something reads them (they pin tensors in memory).
         keep = bool(self._needs & {"stages", "stiffness"}) or ("error_estimate" in self._needs and plan.mode == "fixed")
-        solver = _Solver(name, opts, plan, keep, dict(member.params))
+        solver = _Solver(name, opts, plan, keep, dict(member.params), rtol, atol)
         self._solvers[key] = solver
         while len(self._solvers) > _SOLVER_CACHE_SIZE:
             self._solvers.popitem(last=False)
@@ -333,7 +341,7 @@ class ODEBlock(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_state(x, "ODEBlock input")
-        members = self.policy.members(self.training, self.epoch, self.iteration)
+        members = self.policy.members(self.training, self.epoch, self.iteration, x, self.field)
         solvers = [self._base] if members is None else [self._solver(m) for m in members]
         for solver in solvers:
             if solver.plan.mode == "adaptive":
@@ -347,7 +355,8 @@ class ODEBlock(torch.nn.Module):
         # through this call.
         self.stats = None
         stats = StepStats(self.plan, rtol=_scalar(self.rtol), atol=_scalar(self.atol)) if self.record_stats else None
-        ends = self.policy.ends(t, _batch_for(self.policy, x)) if self.training and self.policy.active else None
+        drawing = self.training and self.policy.active and not self.policy.is_fixed
+        ends = self.policy.ends(t, _batch_for(self.policy, x)) if drawing else None
         outputs = []
         for solver in solvers:
             if ends is None:
@@ -374,8 +383,8 @@ class ODEBlock(torch.nn.Module):
             if "step_size" in opts:
                 opts["step_size"] = time_map.step(opts["step_size"])
         if stats is None:
-            return _solve(field, y0, grid, solver.name, opts, self.rtol, self.atol, self.adjoint, {})
-        ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, self.rtol, self.atol,
+            return _solve(field, y0, grid, solver.name, opts, solver.rtol, solver.atol, self.adjoint, {})
+        ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, solver.rtol, solver.atol,
                                 self.adjoint, solver.keep_stages, {}, stats=stats)
         return ys
 
@@ -405,6 +414,8 @@ class _Solver:
     plan: SolverPlan
     keep_stages: bool
     params: dict
+    rtol: Any
+    atol: Any
 
 
 def _weighted_mean(outputs: list[Any], weights: list[float]) -> Any:

@@ -64,6 +64,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "nde_plugins.diffusions",
     "nde_plugins.end_times",
     "nde_plugins.schedules",
+    "nde_plugins.adaption",
 )
 
 #: plugin kind -> the hook that contributes it

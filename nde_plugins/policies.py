@@ -132,20 +132,29 @@ class CallPolicy:
     def active(self) -> bool:
         return self.sampler is not None
 
-    def members(self, training: bool, epoch: int, iteration: int) -> list[Member] | None:
+    def members(self, training: bool, epoch: int, iteration: int, x: Any = None, field: Any = None
+                ) -> list[Member] | None:
         """The solvers of this call; None means the base solver alone (no schedule, nothing fixed)."""
         if self._fixed is not None:
             return [self._fixed]
         if self.schedule is None:
             return None
-        members = self.schedule.members(CallState(training, self.generator, epoch, iteration))
+        members = self.schedule.members(CallState(training, self.generator, epoch, iteration, x, field))
         if not members:
             raise ValueError("the solver schedule returned no member; a call needs at least one solver")
         return members
 
+    @property
+    def is_fixed(self) -> bool:
+        return self._fixed is not None
+
     @contextlib.contextmanager
     def fixed(self, member: Member) -> Iterator[None]:
-        """Within the block, solve every call with ``member`` (ensemble prediction), whatever the schedule says."""
+        """Within the block, solve every call with ``member`` and the given times, whatever the schedule says.
+
+        For evaluations with a chosen solver (ensemble prediction, the proper-ODE check, step
+        adaption's test solves): no end time is drawn inside.
+        """
         self.base.validate(member)
         previous, self._fixed = self._fixed, member
         try:
