@@ -330,7 +330,7 @@ class ODEBlock(torch.nn.Module):
             name, opts = resolve_method(member.method, {**step_options, **member.params})
             check_solve_inputs(name, opts, self.t, rtol, atol)
         plan = _torchdiffeq.solver_plan(name, opts)
-        check_supported(self.regularizers, plan, self.adjoint, _torchdiffeq.methods_with_error_estimate())
+        check_supported(self.regularizers, plan, self.adjoint, _torchdiffeq.methods_with_error_estimate)
         # Stage values are kept only when something reads them (they pin tensors in memory).
         keep = bool(self._needs & {"stages", "stiffness"}) or ("error_estimate" in self._needs and plan.mode == "fixed")
         solver = _Solver(name, opts, plan, keep, dict(member.params), rtol, atol)

@@ -15,6 +15,8 @@ kinetic-energy and Jacobian-Frobenius baselines.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 
 from ._checks import check_factory_options, nonnegative_float, positive_float, positive_int
@@ -211,8 +213,13 @@ def build_regularizers(spec) -> list[WeightedRegularizer]:
     return out
 
 
-def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool, solvers_with_estimates) -> None:
-    """Refuse, before any solve, a regularizer the solver or mode cannot serve."""
+def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool,
+                    solvers_with_estimates: Callable[[], Sequence[str]]) -> None:
+    """Refuse, before any solve, a regularizer the solver or mode cannot serve.
+
+    ``solvers_with_estimates()`` lists the methods to suggest; it is called only to word a refusal
+    (scanning the registry costs more than the check, which runs for every new schedule member).
+    """
     for reg in regularizers:
         needs = reg.requires
         if "graph" in needs and adjoint:
@@ -224,12 +231,12 @@ def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool
         if "error_estimate" in needs and not plan.has_error_estimate:
             raise ValueError(
                 f"regularizer {reg.name!r} needs the solver's error estimate, and method {plan.method!r} has none "
-                f"here; use one that has: {', '.join(solvers_with_estimates)}"
+                f"here; use one that has: {', '.join(solvers_with_estimates())}"
             )
         if "stiffness" in needs and not plan.has_stiffness_estimate and plan.kind == "sde":
             raise ValueError(
                 f"regularizer {reg.name!r} needs the stiffness estimate, recorded for SDE solves with "
-                f"{', '.join(solvers_with_estimates)} only; method {plan.method!r} has none"
+                f"{', '.join(solvers_with_estimates())} only; method {plan.method!r} has none"
             )
         if "stiffness" in needs and not plan.has_stiffness_estimate:
             raise ValueError(

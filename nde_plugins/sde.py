@@ -337,7 +337,7 @@ class SDEBlock(torch.nn.Module):
         if self.regularizers and not record_stats:
             raise ValueError("regularizers read the step statistics: record_stats must stay True")
         self.plan = self._plan(method)
-        check_supported(self.regularizers, self.plan, adjoint, list(STEP_STATISTICS_METHODS))
+        check_supported(self.regularizers, self.plan, adjoint, lambda: STEP_STATISTICS_METHODS)
         # One generator for the Brownian paths, the end-time draws and the schedule's draws. A
         # schedule's members are torchsde methods (SDEs have no parameterized families here).
         base = BaseSolver(method, None, {}, self._check_member)
@@ -358,7 +358,7 @@ class SDEBlock(torch.nn.Module):
         if member.params:
             raise ValueError(f"torchsde's method {member.method!r} takes no parameters; got {dict(member.params)}")
         _check_method(member.method, self.adjoint)
-        check_supported(self.regularizers, self._plan(member.method), self.adjoint, list(STEP_STATISTICS_METHODS))
+        check_supported(self.regularizers, self._plan(member.method), self.adjoint, lambda: STEP_STATISTICS_METHODS)
 
     def _sde_for(self, method: str) -> _BlockSDE:
         """The SDE object for ``method``: the block's own, or one of the other kind sharing its drift and diffusion."""
