@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import nde_plugins as nde
+from nde_plugins.experiments.attacks import accuracy, fgsm, pgd
 from nde_plugins.experiments.compare import format_rows, mean_std
 from nde_plugins.experiments.digits import TimeConcatField, load_digits_split
 
@@ -66,36 +67,20 @@ def train(diffusion: str, options: dict, seed: int, epochs: int) -> tuple[Neural
     return model, time.perf_counter() - start
 
 
-def fgsm(model, x, y, eps):
-    x = x.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(F.nll_loss(model.log_probs(x), y), x)
-    return (x + eps * grad.sign()).detach()
-
-
-def pgd(model, x, y, eps, alpha, steps, generator):
-    adv = x + eps * (2 * torch.rand(x.shape, generator=generator) - 1)
-    for _ in range(steps):
-        adv.requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.nll_loss(model.log_probs(adv), y), adv)
-        adv = (x + (adv.detach() + alpha * grad.sign() - x).clamp(-eps, eps)).detach()
-    return adv
-
-
-def accuracy(model, x, y) -> float:
-    with torch.no_grad():
-        return (model.log_probs(x).argmax(-1) == y).float().mean().item() * 100
-
-
 def evaluate(model: NeuralSDEClassifier, seed: int, args) -> dict[str, float]:
     _, _, x_test, y_test = load_digits_split()
     model.eval()
     g = torch.Generator().manual_seed(1000 + seed)
     noisy = x_test + args.input_noise * torch.randn(x_test.shape, generator=g)
+    # The attacks as this example has always run them: NLL of the (TTN-averaged) log-probabilities,
+    # no clipping to the pixel box.
+    attack = {"loss": F.nll_loss, "box": None}
     return {
-        "clean": accuracy(model, x_test, y_test),
-        "gaussian": accuracy(model, noisy, y_test),
-        "fgsm": accuracy(model, fgsm(model, x_test, y_test, args.eps), y_test),
-        "pgd": accuracy(model, pgd(model, x_test, y_test, args.eps, args.eps / 4, 10, g), y_test),
+        "clean": accuracy(model.log_probs, x_test, y_test),
+        "gaussian": accuracy(model.log_probs, noisy, y_test),
+        "fgsm": accuracy(model.log_probs, fgsm(model.log_probs, x_test, y_test, args.eps, **attack), y_test),
+        "pgd": accuracy(model.log_probs, pgd(model.log_probs, x_test, y_test, args.eps, args.eps / 4, 10,
+                                             generator=g, **attack), y_test),
     }
 
 
