@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import difflib
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -22,7 +25,7 @@ import torch
 from . import get_registry, get_tableau, odeint, parse_method_spec, resolve_method, torchdiffeq_method_names
 from ._checks import check_factory_options
 from ._torchdiffeq import is_fixed_grid
-from .plugins import PluginError, UnknownPluginNameError
+from .plugins import PluginError
 from .regularizers import ExponentialAnnealing, build_regularizers
 from .tableaux import Tableau, TableauFamily
 
@@ -146,6 +149,17 @@ def _whole(low: int, high: int | None = None, high_text: str = "") -> Callable[[
 positive_int = _whole(1)
 
 
+def stiffness_ratio(text: str) -> float:
+    """A finite number > 1 (the fast rate r of the stiff toy against its slow rate 1)."""
+    value = _finite(text, "> 1")
+    if value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number > 1, got {text!r}: r is the fast decay rate against the slow rate 1 "
+            "(the paper uses 1000)"
+        )
+    return value
+
+
 @_as_argument_type
 def method_spec(text: str) -> str:
     """A torchdiffeq method name, a registered tableau or family, or a spec ``NAME:param=value,...``."""
@@ -187,8 +201,35 @@ def regularizer_spec(text: str) -> str:
     return text
 
 
+def end_time_spec(text: str) -> str:
+    """``NAME[:option=V,...]``: a registered end-time sampler and its options, checked fully."""
+    try:
+        _parse_end_time(text)
+    except _VALUE_ERRORS as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {_one_line(exc)}") from exc
+    return text
+
+
+def _variant_part(item: str, name: str) -> None:
+    """A name in a --compare variant: a registered step regularizer or end-time sampler."""
+    registry = get_registry()
+    if registry.find("step_regularizer", name) or registry.find("end_time_sampler", name):
+        return
+    regularizers, samplers = registry.names("step_regularizer"), registry.names("end_time_sampler")
+    close = difflib.get_close_matches(name, [*regularizers, *samplers, "vanilla"], n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise argparse.ArgumentTypeError(
+        f"variant {item!r}: {name!r} is neither a step regularizer nor an end-time sampler{hint} (regularizers: "
+        f"{', '.join(regularizers) or 'none'}; end-time samplers: {', '.join(samplers) or 'none'})"
+    )
+
+
 def compare_list(text: str) -> list[str]:
-    """``V1,V2,...``: each variant is ``vanilla`` or registered regularizer names joined by ``+``."""
+    """``V1,V2,...``: each variant is ``vanilla`` or registered names joined by ``+``.
+
+    A name is a step regularizer or an end-time sampler (at most one sampler per variant), e.g.
+    ``vanilla,steer,error_estimate+steer``.
+    """
     registry = get_registry()
     variants: list[str] = []
     for item in text.split(","):
@@ -208,10 +249,13 @@ def compare_list(text: str) -> list[str]:
                     )
                 if names.count(name) > 1:
                     raise argparse.ArgumentTypeError(f"variant {item!r} names {name!r} twice")
-                try:
-                    registry.get("step_regularizer", name, extra_names=["vanilla"])
-                except UnknownPluginNameError as exc:
-                    raise argparse.ArgumentTypeError(f"variant {item!r}: {_one_line(exc)}") from None
+                _variant_part(item, name)
+            samplers = [name for name in names if registry.find("end_time_sampler", name)]
+            if len(samplers) > 1:
+                raise argparse.ArgumentTypeError(
+                    f"variant {item!r} names the end-time samplers {', '.join(map(repr, samplers))}; a solve has "
+                    "one end time: give at most one sampler per variant"
+                )
             item = "+".join(names)
         if item in variants:
             raise argparse.ArgumentTypeError(f"variant {item!r} is listed twice")
@@ -416,6 +460,20 @@ def _weight(key: str, text: str, zero_allowed: bool) -> float:
     return value
 
 
+def _key_values(rest: str) -> dict[str, str]:
+    """``key=value,...`` after a spec's ':' as raw strings; each key once."""
+    raw: dict[str, str] = {}
+    for part in rest.split(","):
+        key, sep, value = part.strip().partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{part.strip()!r} is not key=value")
+        if key in raw:
+            raise ValueError(f"{key!r} is given twice")
+        raw[key] = value
+    return raw
+
+
 def _parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
     name, colon, rest = spec.partition(":")
     name = name.strip()
@@ -424,15 +482,7 @@ def _parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
     factory = get_registry().get("step_regularizer", name)  # unknown names fail here, with suggestions
     if colon and not rest.strip():
         raise ValueError(f"a ':' but nothing after it; write {name} or {name}:weight=W")
-    raw: dict[str, str] = {}
-    for part in rest.split(",") if colon else ():
-        key, sep, value = part.strip().partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"{part.strip()!r} is not key=value")
-        if key in raw:
-            raise ValueError(f"{key!r} is given twice")
-        raw[key] = value
+    raw = _key_values(rest) if colon else {}
     check_factory_options("regularizer", name, factory, {k: v for k, v in raw.items() if k not in WEIGHT_KEYS},
                           also="weight=W or start=A,end=B")
     if "start" in raw or "end" in raw:
@@ -462,26 +512,94 @@ def parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
         raise ValueError(f"--regularizer {spec!r}: {_one_line(exc)}") from exc
 
 
+def _parse_end_time(spec: str) -> tuple[str, dict]:
+    name, colon, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError("no end-time sampler name; write NAME or NAME:option=V, e.g. steer:b=0.5")
+    factory = get_registry().get("end_time_sampler", name)  # unknown names fail here, with suggestions
+    if colon and not rest.strip():
+        raise ValueError(f"a ':' but nothing after it; write {name} or {name}:option=V")
+    options = {key: _value(value) for key, value in (_key_values(rest) if colon else {}).items()}
+    # per_sample is the block's option (one draw per sample), not the sampler's.
+    per_sample = options.pop("per_sample", False)
+    if not isinstance(per_sample, bool):
+        raise ValueError(f"per_sample must be true or false, got {per_sample!r}")
+    check_factory_options("end time", name, factory, options, also="per_sample=true|false")
+    missing = _required_options(factory) - set(options)
+    if missing:
+        raise ValueError(f"end time {name!r} needs {', '.join(sorted(missing))}; write "
+                         f"{name}:{','.join(f'{key}=V' for key in sorted(missing))}")
+    factory(**options)  # the sampler's own checks of the values (b > 0, ...); b against t comes later
+    return name, options | ({"per_sample": True} if per_sample else {})
+
+
+def _required_options(factory: Callable) -> set[str]:
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: let the factory itself decide
+        return set()
+    return {p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def parse_end_time(spec: str) -> tuple[str, dict]:
+    """``NAME[:option=V,...]``, e.g. ``steer:b=0.5`` or ``steer:b=0.5,per_sample=true``.
+
+    Returns ``(name, options)`` for ``ODEBlock(end_time=name, end_time_options=options)``; a bad
+    spec raises ``ValueError`` naming it. Whether ``b`` fits the block's interval is checked when a
+    block is built.
+    """
+    try:
+        return _parse_end_time(spec)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--end-time {spec!r}: {_one_line(exc)}") from exc
+
+
 def _given_regularizers(args: argparse.Namespace) -> dict[str, dict]:
     given: dict[str, dict] = {}
     for spec in args.regularizer:
         with _argument(f"--regularizer {spec!r}"):
-            name, value = _parse_regularizer(spec, args.epochs)
+            name, value = _parse_regularizer(spec, args.epochs or 1)
         if name in given:
             raise UsageError(f"argument --regularizer: {name!r} is given twice; give each regularizer once")
+        if args.task == "stiff" and isinstance(value["weight"], ExponentialAnnealing):
+            raise UsageError(f"argument --regularizer: {spec!r} anneals over epochs, and the stiff task counts "
+                             "iterations, not epochs; give a constant weight=W")
         given[name] = value
     return given
 
 
-def _variants(args: argparse.Namespace, given: dict[str, dict]) -> dict[str, dict]:
-    """Variant name -> regularizers for --compare, each named regularizer with its given or default weight."""
+def _given_end_time(args: argparse.Namespace) -> tuple[str, dict] | None:
+    if args.end_time is None:
+        return None
+    with _argument(f"--end-time {args.end_time!r}"):
+        return _parse_end_time(args.end_time)
+
+
+def _variants(args: argparse.Namespace, given: dict[str, dict],
+              end_time: tuple[str, dict] | None) -> dict[str, dict]:
+    """Variant name -> the config fields it sets, for --compare.
+
+    Each named regularizer gets its --regularizer spec or its default weight; a named end-time
+    sampler gets the options of --end-time when that names it, else its defaults.
+    """
+    registry = get_registry()
     variants: dict[str, dict] = {}
     used: set[str] = set()
     for item in args.compare:
-        regularizers = {}
+        regularizers: dict[str, dict] = {}
+        changes: dict = {"regularizers": regularizers, "end_time": None, "end_time_options": {}}
         for name in item.split("+") if item != "vanilla" else ():
             used.add(name)
-            if name in given:
+            if registry.find("end_time_sampler", name) is not None:
+                options = end_time[1] if end_time is not None and end_time[0] == name else {}
+                missing = _required_options(registry.get("end_time_sampler", name)) - set(options)
+                if missing:
+                    needs = ",".join(f"{key}=V" for key in sorted(missing))
+                    raise UsageError(f"argument --compare: variant {item!r} uses the end time {name!r}, which needs "
+                                     f"{', '.join(sorted(missing))}; give it with --end-time {name}:{needs}")
+                changes["end_time"], changes["end_time_options"] = name, options
+            elif name in given:
                 regularizers[name] = given[name]
             elif name in DEFAULT_WEIGHTS:
                 regularizers[name] = {"weight": DEFAULT_WEIGHTS[name]}
@@ -490,12 +608,17 @@ def _variants(args: argparse.Namespace, given: dict[str, dict]) -> dict[str, dic
                     f"argument --compare: variant {item!r} uses {name!r}, which has no default weight; "
                     f"give one with --regularizer {name}:weight=W"
                 )
-        variants[item] = regularizers
+        variants[item] = changes
     unused = sorted(set(given) - used)
     if unused:
         raise UsageError(
             f"argument --regularizer: {', '.join(map(repr, unused))} is in no --compare variant and would be "
             "ignored; add it to a variant or drop it"
+        )
+    if end_time is not None and end_time[0] not in used:
+        raise UsageError(
+            f"argument --end-time: {end_time[0]!r} is in no --compare variant and would be ignored; add it to a "
+            f"variant (e.g. vanilla,{end_time[0]}) or drop it"
         )
     return variants
 
@@ -504,8 +627,36 @@ def _unused_field(t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:  # pragma: 
     return z
 
 
+#: train's arguments that belong to one task only (argument -> the config field it sets).
+TASK_ONLY = {"digits": {"--epochs": "epochs"},
+             "stiff": {"--iterations": "iterations", "--stiffness-ratio": "stiffness_ratio", "--variant": "variant"}}
+#: train's arguments whose default depends on the task (taken from the task's config class).
+TASK_DEFAULTS = ("rtol", "atol", "lr", "batch_size", "epochs", "iterations", "stiffness_ratio", "variant")
+
+
+def _config_class(task: str) -> type:
+    if task == "stiff":
+        from .experiments.stiff import StiffConfig
+
+        return StiffConfig
+    from .experiments.digits import TrainConfig
+
+    return TrainConfig
+
+
 def _check_train_arguments(args: argparse.Namespace) -> None:
-    """Rules that tie train's arguments together (each argument alone was checked as it was parsed)."""
+    """Rules that tie train's arguments together (each argument alone was checked as it was parsed).
+
+    Also fills in the defaults that depend on the task (tolerances, learning rate, batch size, ...).
+    """
+    for task, arguments in TASK_ONLY.items():
+        for argument, attr in arguments.items():
+            if args.task != task and getattr(args, attr) is not None:
+                raise UsageError(f"argument {argument}: only applies with --task {task}; drop it or add --task {task}")
+    defaults = {f.name: f.default for f in dataclasses.fields(_config_class(args.task))}
+    for attr in TASK_DEFAULTS:
+        if getattr(args, attr) is None and attr in defaults:
+            setattr(args, attr, defaults[attr])
     if args.compare is None and args.seeds != 1:
         raise UsageError("argument --seeds: only applies with --compare; drop --seeds, or add --compare V1,V2,...")
     if args.seed + args.seeds - 1 > MAX_SEED:
@@ -513,59 +664,131 @@ def _check_train_arguments(args: argparse.Namespace) -> None:
                          "torch seed 2**63 - 1; give a smaller --seed")
     if args.task == "digits" and importlib.util.find_spec("sklearn") is None:
         raise UsageError("argument --task: the digits task needs scikit-learn: pip install 'nde_plugins[tasks]'")
+    if args.task == "stiff":
+        from .experiments.stiff import StiffConfig
+
+        largest = StiffConfig.n_train - 2
+        if args.batch_size > largest:
+            raise UsageError(f"argument --batch-size: the stiff task draws distinct training pairs, at most "
+                             f"{largest}; give --batch-size <= {largest} (the authors use 20)")
+
+
+def _task_interval(task: str) -> tuple[float, float]:
+    """The interval the task's ODE block integrates over (where an end-time sampler draws)."""
+    if task == "stiff":
+        from .experiments.stiff import StiffConfig, interval
+
+        return 0.0, interval(StiffConfig())
+    from .experiments.digits import T0, T1
+
+    return T0, T1
 
 
 def _check_before_training(args: argparse.Namespace, runs: dict[str, dict]) -> None:
-    """Refuse a method, tolerance or regularizer the training would refuse, before any run starts.
+    """Refuse a method, tolerance, regularizer or end time the training would refuse, before any run starts.
 
     With --compare a variant that fails after others have trained for minutes would waste them, so
-    every variant is built once here (construction only: nothing is solved).
+    every variant is built once here (construction only: nothing is solved). The end time is
+    checked on a block of its own, so that an error names --end-time when that is what to change.
     """
     from .ode import ODEBlock
 
-    for label, regularizers in runs.items():
-        where = f"--compare (variant {label!r})" if args.compare is not None else (
-            "--regularizer" if regularizers else "--method")
-        with _argument(where):
-            ODEBlock(_unused_field, t=(0.0, 1.0), method=args.method, rtol=args.rtol, atol=args.atol,
+    t = _task_interval(args.task)
+    for label, changes in runs.items():
+        regularizers, end_time = changes["regularizers"], changes["end_time"]
+        variant = f"--compare (variant {label!r})" if args.compare is not None else None
+        with _argument(variant or ("--regularizer" if regularizers else "--method")):
+            ODEBlock(_unused_field, t=t, method=args.method, rtol=args.rtol, atol=args.atol,
                      regularizers=regularizers or None)
+        if end_time is not None:
+            with _argument("--end-time" if args.end_time is not None else variant or "--end-time"):
+                ODEBlock(_unused_field, t=t, method=args.method, rtol=args.rtol, atol=args.atol,
+                         end_time=end_time, end_time_options=changes["end_time_options"])
+
+
+def _describe_end_time(task: str, end_time: tuple[str, dict] | None) -> str:
+    """``steer(b=0.5)``; steer's default b (the authors' |t1 - t0| - min_length) is spelled out."""
+    if end_time is None:
+        return "none"
+    from .end_times import MIN_LENGTH
+
+    name, options = end_time
+    text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
+    if name == "steer" and "b" not in options:
+        t0, t1 = _task_interval(task)
+        default = abs(t1 - t0) - float(options.get("min_length", MIN_LENGTH))
+        text = ", ".join(filter(None, [f"b={default:.4g} (default)", text]))
+    return f"{name}({text})" if text else name
+
+
+def _print_digits(args: argparse.Namespace, result, given: dict, end_time: tuple[str, dict] | None) -> None:
+    regs = ", ".join(f"{k}={v['weight']!r}" for k, v in given.items()) or "none"
+    print(f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, regularizers: {regs}, "
+          f"end time: {_describe_end_time(args.task, end_time)}, {args.epochs} epochs, seed {args.seed}")
+    print(f"  train accuracy   {result.train_accuracy:.2f} %")
+    print(f"  test accuracy    {result.test_accuracy:.2f} %")
+    print(f"  prediction NFE   {result.nfe_predict}")
+    print(f"  training time    {result.train_time_s:.2f} s")
+    print(f"  prediction time  {result.predict_time_s:.4f} s")
+
+
+def _stiff_header(args: argparse.Namespace) -> str:
+    return (f"stiff toy r={args.stiffness_ratio:g}, {args.variant}, {args.method} rtol={args.rtol:g} "
+            f"atol={args.atol:g}, RMSprop lr={args.lr:g}, batch {args.batch_size}, {args.iterations} iterations")
+
+
+def _print_stiff(args: argparse.Namespace, result, given: dict, end_time: tuple[str, dict] | None) -> None:
+    regs = ", ".join(f"{k}={v['weight']!r}" for k, v in given.items()) or "none"
+    print(f"{_stiff_header(args)}, regularizers: {regs}, end time: {_describe_end_time(args.task, end_time)}, "
+          f"seed {args.seed}")
+    print(f"  best test MAE    {result.best_test_mae:.4f} (iteration {result.best_iteration}; the paper's metric)")
+    print(f"  best test MSE    {result.best_test_mse:.4f}")
+    print(f"  final test MAE   {result.final_test_mae:.4f}")
+    print(f"  training time    {result.train_time_s:.2f} s (evaluations: {result.eval_time_s:.2f} s)")
+    print(f"  training NFE     {result.nfe_train:.1f} per iteration (forward)")
+    print(f"  test NFE         {result.nfe_test} (last evaluation, y(0) = 0 over [0, 25])")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .experiments.compare import compare, format_table
-    from .experiments.digits import TrainConfig, train_digits
+    from .experiments import digits, stiff
+    from .experiments.compare import COLUMNS, STIFF_COLUMNS, compare_configs, format_table
 
     _check_train_arguments(args)
     given = _given_regularizers(args)
-    variants = _variants(args, given) if args.compare is not None else None
-    _check_before_training(args, variants if variants is not None else {"": given})
-    base = TrainConfig(method=args.method, rtol=args.rtol, atol=args.atol, regularizers=given, epochs=args.epochs,
-                       seed=args.seed, batch_size=args.batch_size, lr=args.lr)
+    end_time = _given_end_time(args)
+    single = {"regularizers": given, "end_time": end_time[0] if end_time else None,
+              "end_time_options": end_time[1] if end_time else {}}
+    variants = _variants(args, given, end_time) if args.compare is not None else None
+    _check_before_training(args, variants if variants is not None else {"": single})
+    common = {"method": args.method, "rtol": args.rtol, "atol": args.atol, "seed": args.seed,
+              "batch_size": args.batch_size, "lr": args.lr, **single}
     progress = False if args.json else None
+    if args.task == "stiff":
+        base = stiff.StiffConfig(stiffness_ratio=args.stiffness_ratio, variant=args.variant,
+                                 iterations=args.iterations, **common)
+        run, columns, printer = stiff.train_stiff, STIFF_COLUMNS, _print_stiff
+        header = f"{_stiff_header(args)}, {args.seeds} seeds (mean +- std)"
+    else:
+        base = digits.TrainConfig(epochs=args.epochs, **common)
+        run, columns, printer = digits.train_digits, COLUMNS, _print_digits
+        header = f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs, " \
+                 f"{args.seeds} seeds (mean +- std)"
     if variants is None:
-        result = train_digits(base, progress=progress)
+        result = run(base, progress=progress)
         if args.json:
             json.dump(result.as_dict(), sys.stdout, indent=2)
             print()
         else:
-            regs = ", ".join(f"{k}={v['weight']!r}" for k, v in given.items()) or "none"
-            print(f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, regularizers: {regs}, "
-                  f"{args.epochs} epochs, seed {args.seed}")
-            print(f"  train accuracy   {result.train_accuracy:.2f} %")
-            print(f"  test accuracy    {result.test_accuracy:.2f} %")
-            print(f"  prediction NFE   {result.nfe_predict}")
-            print(f"  training time    {result.train_time_s:.2f} s")
-            print(f"  prediction time  {result.predict_time_s:.4f} s")
+            printer(args, result, given, end_time)
         return 0
-    results = compare(variants, base, range(args.seed, args.seed + args.seeds),
-                      run=lambda config: train_digits(config, progress=progress))
+    results = compare_configs(variants, base, range(args.seed, args.seed + args.seeds),
+                              run=lambda config: run(config, progress=progress))
     if args.json:
         json.dump({name: [r.as_dict() for r in runs] for name, runs in results.items()}, sys.stdout, indent=2)
         print()
     else:
-        print(f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs, "
-              f"{args.seeds} seeds (mean +- std)")
-        print(format_table(results))
+        print(header)
+        print(format_table(results, columns))
     return 0
 
 
@@ -606,24 +829,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_solve)
 
-    p = sub.add_parser("train", help="train a Neural ODE on an embedded task, optionally with regularizers")
-    p.add_argument("--task", choices=["digits"], default="digits")
+    p = sub.add_parser("train", help="train a Neural ODE on an embedded task, optionally with regularizers "
+                                     "and a random end time")
+    p.add_argument("--task", choices=["digits", "stiff"], default="digits",
+                   help="digits: classifier on scikit-learn's 8x8 digits; stiff: seed 003's stiff toy ODE "
+                        "(default %(default)s)")
     p.add_argument("--method", type=method_spec, default="dopri5",
                    help="torchdiffeq method, registered tableau or family spec (default %(default)s)")
-    p.add_argument("--rtol", type=positive_float, default=1.4e-8, help="relative tolerance > 0 (default %(default)g)")
-    p.add_argument("--atol", type=positive_float, default=1.4e-8, help="absolute tolerance > 0 (default %(default)g)")
+    p.add_argument("--rtol", type=positive_float, default=None,
+                   help="relative tolerance > 0 (default 1.4e-8 for digits, 1e-7 for stiff)")
+    p.add_argument("--atol", type=positive_float, default=None,
+                   help="absolute tolerance > 0 (default 1.4e-8 for digits, 1e-9 for stiff)")
     p.add_argument("--regularizer", type=regularizer_spec, action="append", default=[], metavar="NAME[:weight=W,...]",
                    help="step regularizer (repeatable, each name once); weight=W is a finite number >= 0, "
                         "start=A,end=B (both > 0) anneals exponentially over the epochs")
-    p.add_argument("--epochs", type=positive_int, default=15, help="epochs, >= 1 (default %(default)s)")
+    p.add_argument("--end-time", type=end_time_spec, default=None, metavar="NAME[:option=V,...]",
+                   help="end-time sampler for training (seed 003, STEER), e.g. steer:b=0.5 draws T ~ U(t1 - b, "
+                        "t1 + b) per training call, with 0 < b < |t1 - t0|; per_sample=true draws one T per sample; "
+                        "evaluation integrates to t1. On the stiff task steer's default b is the authors' "
+                        "dt - 0.001")
+    p.add_argument("--epochs", type=positive_int, default=None, help="digits: epochs, >= 1 (default 15)")
+    p.add_argument("--iterations", type=positive_int, default=None,
+                   help="stiff: training iterations, >= 1 (default 3000, the authors' README)")
+    p.add_argument("--stiffness-ratio", type=stiffness_ratio, default=None, metavar="R",
+                   help="stiff: r in dy/dt = -r y + 3r - 2r e^-t, > 1 (default 1000)")
+    p.add_argument("--variant", choices=["pairs_from_zero", "pairs_from_start"], default=None,
+                   help="stiff: pairs_from_zero integrates every training pair over [0, dt] as the authors' code "
+                        "does; pairs_from_start integrates each pair from its own start time (default "
+                        "pairs_from_zero)")
     p.add_argument("--seed", type=_whole(0, MAX_SEED, "2**63 - 1"), default=0,
                    help="training seed, >= 0 (first seed with --seeds; default %(default)s)")
     p.add_argument("--seeds", type=positive_int, default=1, help="number of seeds for --compare, >= 1")
     p.add_argument("--compare", type=compare_list, default=None, metavar="V1,V2,...",
-                   help="variants to compare, each 'vanilla' or regularizer names joined by '+', e.g. "
-                        "vanilla,error_estimate,stiffness,error_estimate+stiffness")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="batch size, >= 1 (default %(default)s)")
-    p.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate > 0 (default %(default)g)")
+                   help="variants to compare, each 'vanilla' or names joined by '+': regularizers and at most one "
+                        "end-time sampler, e.g. vanilla,error_estimate,stiffness,error_estimate+stiffness or "
+                        "vanilla,steer (with --end-time steer:b=... for its options)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="batch size, >= 1 (default 128 for digits, 20 for stiff)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="learning rate > 0: Adam for digits (default 3e-3), RMSprop for stiff (default 1e-4)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
     return parser

@@ -74,3 +74,37 @@ def test_solve_adaptive_has_no_step(capsys):
     assert main(["solve", "--method", "dopri5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["step_size"] is None and result["max_abs_error"] < 1e-5
+
+
+def test_train_stiff_tiny_run_reports_the_paper_metric(capsys):
+    assert main(["train", "--task", "stiff", "--iterations", "3", "--end-time", "steer:per_sample=true",
+                 "--variant", "pairs_from_start", "--stiffness-ratio", "100"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("stiff toy r=100, pairs_from_start, dopri5 rtol=1e-07 atol=1e-09")
+    assert "end time: steer(b=0.1251 (default), per_sample=True)" in out
+    for label in ("best test MAE", "final test MAE", "training time", "training NFE", "test NFE"):
+        assert label in out
+
+
+def test_train_stiff_json_holds_the_run(capsys):
+    assert main(["train", "--task", "stiff", "--iterations", "2", "--end-time", "steer:b=0.1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["end_time"] == "steer" and result["config"]["end_time_options"] == {"b": 0.1}
+    assert result["config"]["variant"] == "pairs_from_zero" and result["config"]["lr"] == 1e-4
+    assert result["best_test_mae"] <= result["final_test_mae"] and result["nfe_train"] > 0
+    assert [h["iteration"] for h in result["history"]] == [2]
+
+
+def test_train_stiff_compare_standard_and_steer(capsys):
+    assert main(["train", "--task", "stiff", "--iterations", "2", "--compare", "vanilla,steer", "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 seeds (mean +- std)" in out and "best test MAE" in out
+    assert any(line.startswith("steer ") and "+-" in line for line in out.splitlines())
+
+
+def test_train_digits_with_steer(capsys):
+    assert main(["train", "--epochs", "1", "--end-time", "steer:b=0.5", "--rtol", "1e-4", "--atol", "1e-4",
+                 "--batch-size", "512", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["end_time"] == "steer" and result["config"]["end_time_options"] == {"b": 0.5}
+    assert 0 < result["test_accuracy"] <= 100 and result["nfe_predict"] > 0

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import nde_plugins.experiments.digits as digits
+import nde_plugins.experiments.stiff as stiff
 from nde_plugins import cli
 from nde_plugins.cli import main
 
@@ -19,6 +20,7 @@ def _no_training(monkeypatch):
         raise AssertionError("training started for a command line that should have been refused")
 
     monkeypatch.setattr(digits, "train_digits", refuse)
+    monkeypatch.setattr(stiff, "train_stiff", refuse)
 
 
 # (argv, what the one line must contain: the argument it names, and where useful the rule or fix)
@@ -126,6 +128,50 @@ BAD = [
     (["train", "--compare", "stifness"], ["argument --compare", "did you mean 'stiffness'"]),
     (["train", "--compare", "vanilla", "--regularizer", "stiffness"], ["argument --regularizer", "no --compare"]),
     (["train", "--compare", "vanilla,stiffness", "--method", "rk4"], ["argument --compare", "variant 'stiffness'"]),
+    # train --end-time: the sampler, its options and their values while parsing; b against the interval before
+    # training
+    (["train", "--end-time", "stere"], ["argument --end-time", "did you mean 'steer'"]),
+    (["train", "--end-time", ":b=0.5"], ["argument --end-time", "no end-time sampler name"]),
+    (["train", "--end-time", "steer:"], ["argument --end-time", "nothing after it"]),
+    (["train", "--end-time", "steer:b"], ["argument --end-time", "is not key=value"]),
+    (["train", "--end-time", "steer:b=0.1,b=0.2"], ["argument --end-time", "given twice"]),
+    (["train", "--end-time", "steer:c=1"], ["argument --end-time", "no option 'c'", "b, min_length", "per_sample"]),
+    (["train", "--end-time", "steer:bb=0.5"], ["argument --end-time", "did you mean 'b'"]),
+    (["train", "--end-time", "steer:b=-1"], ["argument --end-time", "b must be a finite number > 0"]),
+    (["train", "--end-time", "steer:b=0"], ["argument --end-time", "b must be a finite number > 0"]),
+    (["train", "--end-time", "steer:b=abc"], ["argument --end-time", "b must be a number"]),
+    (["train", "--end-time", "steer:b=nan"], ["argument --end-time", "finite"]),
+    (["train", "--end-time", "steer:b=1"], ["argument --end-time", "0 < b <", "give a smaller b"]),
+    (["train", "--end-time", "steer:b=2.5"], ["argument --end-time", "0 < b <"]),
+    (["train", "--end-time", "steer:b=0.5,per_sample=maybe"], ["argument --end-time", "per_sample must be true"]),
+    (["train", "--end-time", "steer_normal"], ["argument --end-time", "needs std", "steer_normal:std=V"]),
+    (["train", "--end-time", "steer_normal:std=-1"], ["argument --end-time", "std must be a finite number > 0"]),
+    (["train", "--end-time", "steer_intervals:eps=2"], ["argument --end-time", "eps = 2 must be smaller"]),
+    (["train", "--task", "stiff", "--end-time", "steer:b=0.2"], ["argument --end-time", "0 < b <", "0.12605"]),
+    (["train", "--end-time", "steer", "--compare", "vanilla"], ["argument --end-time", "in no --compare variant"]),
+    (["train", "--end-time", "steer:b=1", "--compare", "vanilla,steer"], ["argument --end-time", "0 < b <"]),
+    (["train", "--compare", "vanilla,stere"], ["argument --compare", "did you mean 'steer'"]),
+    (["train", "--compare", "steer+steer_normal"], ["argument --compare", "at most one sampler"]),
+    (["train", "--compare", "vanilla,steer_normal"], ["argument --compare", "needs std", "steer_normal:std=V"]),
+    # train --task stiff: its own arguments, and the other task's refused
+    (["train", "--task", "stiff", "--epochs", "3"], ["argument --epochs", "only applies with --task digits"]),
+    (["train", "--iterations", "3"], ["argument --iterations", "only applies with --task stiff"]),
+    (["train", "--stiffness-ratio", "100"], ["argument --stiffness-ratio", "only applies with --task stiff"]),
+    (["train", "--variant", "pairs_from_start"], ["argument --variant", "only applies with --task stiff"]),
+    (["train", "--task", "stiff", "--iterations", "0"], ["argument --iterations", ">= 1"]),
+    (["train", "--task", "stiff", "--iterations", "2.5"], ["argument --iterations", "whole number"]),
+    (["train", "--task", "stiff", "--stiffness-ratio", "1"], ["argument --stiffness-ratio", "> 1"]),
+    (["train", "--task", "stiff", "--stiffness-ratio", "-5"], ["argument --stiffness-ratio", "> 1"]),
+    (["train", "--task", "stiff", "--stiffness-ratio", "nan"], ["argument --stiffness-ratio", "finite"]),
+    (["train", "--task", "stiff", "--stiffness-ratio", "abc"], ["argument --stiffness-ratio", "finite"]),
+    (["train", "--task", "stiff", "--variant", "abs"], ["argument --variant", "invalid choice"]),
+    (["train", "--task", "stiff", "--batch-size", "200"], ["argument --batch-size", "<= 118"]),
+    (["train", "--task", "stiff", "--lr", "-1"], ["argument --lr", "> 0"]),
+    (["train", "--task", "stiff", "--regularizer", "error_estimate:start=1,end=2"],
+     ["argument --regularizer", "constant weight=W"]),
+    (["train", "--task", "stiff", "--method", "rk4", "--regularizer", "error_estimate"],
+     ["argument --regularizer", "error estimate"]),
+    (["train", "--task", "stiff", "--seeds", "2"], ["argument --seeds", "only applies with --compare"]),
 ]
 
 

@@ -4,20 +4,30 @@ The model follows the ERNODE paper's MNIST setup scaled to the task: the image (
 [0, 1]) is the initial state, the field is ``tanh(W2 tanh(W1 [z; t] + b1) + b2)`` with 100 hidden
 units, the state at t = 1 goes through a linear head. The train/test split is fixed (seed 0,
 20% test) whatever the training seed, so runs with different seeds see the same data.
+
+With an end-time sampler (``TrainConfig.end_time = "steer"``, seed 003) each training solve ends at
+a random T around t1 = 1; evaluation integrates to t1. ``accuracy_over_end_times`` measures the
+accuracy with the solve stopped at other times, which shows whether the state has settled.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from ..ode import ODEBlock
+from ..ode import ODEBlock, odeint
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
+#: The integration interval of the ODE block.
+T0, T1 = 0.0, 1.0
+#: End-time draws come from a stream of their own: the batch order already uses the training seed.
+END_TIME_STREAM = 0x5EED_0003
 
 
 def load_digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -60,10 +70,15 @@ class DigitsClassifier(torch.nn.Module):
 
 @dataclass
 class TrainConfig:
+    """One training run. ``end_time``: a registered end-time sampler (e.g. ``"steer"``) or None;
+    ``end_time_options`` go to its factory (``{"b": 0.5}``)."""
+
     method: str = "dopri5"
     rtol: float = 1.4e-8
     atol: float = 1.4e-8
     regularizers: dict[str, Any] = field(default_factory=dict)
+    end_time: str | None = None
+    end_time_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 15
     seed: int = 0
     batch_size: int = 128
@@ -90,16 +105,58 @@ def _accuracy(model: DigitsClassifier, x: torch.Tensor, y: torch.Tensor) -> floa
         return (model(x).argmax(1) == y).float().mean().item() * 100
 
 
-def train_digits(config: TrainConfig, progress: bool | None = None) -> TrainResult:
-    """Train with Adam, report accuracy, test-set prediction NFE and wall times.
+def build_block(config: TrainConfig) -> ODEBlock:
+    """The ODE block over [T0, T1] with the configured method, regularizers and end-time sampler.
+
+    The sampler is seeded from the training seed, so a run with STEER is reproducible.
+    """
+    sampler: dict[str, Any] = {}
+    if config.end_time is not None:
+        sampler = {"end_time": config.end_time, "end_time_options": dict(config.end_time_options),
+                   "seed": config.seed ^ END_TIME_STREAM}
+    return ODEBlock(TimeConcatField(64, config.hidden), t=(T0, T1), method=config.method, rtol=config.rtol,
+                    atol=config.atol, regularizers=config.regularizers or None, **sampler)
+
+
+def accuracy_over_end_times(model: DigitsClassifier, x: torch.Tensor, y: torch.Tensor,
+                            times: Sequence[float]) -> list[float]:
+    """Test accuracy (%) with the block's solve stopped at each end time T in ``times``, in order.
+
+    The solve runs from the block's t0 to T with the block's own method and tolerances (no
+    sampler: every T is used as given), then the head classifies the state. A model whose state
+    has settled by t1 - b (what STEER trains for) scores about the same for every T in
+    [t1 - b, t1 + b]. Each T must be finite and differ from t0.
+    """
+    block = model.block
+    t0 = float(block.t[0])
+    ends = [float(end) for end in times]
+    if not ends:
+        raise ValueError("times is empty; give at least one end time, e.g. [0.5, 1.0, 1.5]")
+    for end in ends:
+        if not math.isfinite(end) or end == t0:
+            raise ValueError(f"times must hold finite end times other than t0 = {t0:g}, got {end!r}")
+    accuracies = []
+    with torch.no_grad():
+        for end in ends:
+            t = torch.tensor([t0, end], dtype=x.dtype)
+            z = odeint(block.field, x, t, method=block.method_name, rtol=block.rtol, atol=block.atol,
+                       options=block.options)[-1]
+            accuracies.append((model.head(z).argmax(1) == y).float().mean().item() * 100)
+    return accuracies
+
+
+def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[DigitsClassifier, TrainResult]:
+    """Train with Adam; return the trained model (in eval mode) and its report: accuracy, test-set
+    prediction NFE and wall times.
 
     ``progress``: show a tqdm bar (None: only on a terminal). Training time covers the optimization
-    loop only; prediction time is one forward solve over the whole test set.
+    loop only; prediction time is one forward solve over the whole test set (integrated to t1,
+    whatever the end-time sampler). ``history`` holds per epoch the mean forward NFE of the
+    training solves, which with a sampler varies with the drawn end times.
     """
     x_train, y_train, x_test, y_test = load_digits_split()
     torch.manual_seed(config.seed)
-    block = ODEBlock(TimeConcatField(64, config.hidden), t=(0.0, 1.0), method=config.method,
-                     rtol=config.rtol, atol=config.atol, regularizers=config.regularizers or None)
+    block = build_block(config)
     model = DigitsClassifier(block)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
@@ -136,7 +193,7 @@ def train_digits(config: TrainConfig, progress: bool | None = None) -> TrainResu
         predict_time = time.perf_counter() - start
     nfe_predict = block.stats.nfe_forward
     test_acc = (logits.argmax(1) == y_test).float().mean().item() * 100
-    return TrainResult(
+    result = TrainResult(
         config=asdict(config) | {"regularizers": {k: repr(v) for k, v in config.regularizers.items()}},
         train_accuracy=_accuracy(model, x_train, y_train),
         test_accuracy=test_acc,
@@ -145,6 +202,12 @@ def train_digits(config: TrainConfig, progress: bool | None = None) -> TrainResu
         predict_time_s=predict_time,
         history=history,
     )
+    return model, result
+
+
+def train_digits(config: TrainConfig, progress: bool | None = None) -> TrainResult:
+    """Train with Adam, report accuracy, test-set prediction NFE and wall times (see ``fit_digits``)."""
+    return fit_digits(config, progress)[1]
 
 
 def _progress(total: int, enabled: bool | None):
