@@ -534,6 +534,59 @@ def _parse_end_time(spec: str) -> tuple[str, dict]:
     return name, options | ({"per_sample": True} if per_sample else {})
 
 
+#: --schedule options that take several values, separated by '|'.
+_LIST_OPTIONS = {"members": str, "probs": float, "weights": float}
+
+
+def _parse_schedule(spec: str) -> tuple[str, dict]:
+    """``NAME[:option=V,...]``; lists with '|': ``switching:u=0.5|0.5125|0.4875`` gives one member per value
+    of the family parameter u (several parameters are paired in order), ``members=rk4_classic|rk38`` names
+    methods, ``probs=0.5|0.25|0.25`` and ``weights=...`` are numbers."""
+    name, colon, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError("no schedule name; write NAME or NAME:option=V, e.g. smoothing:sigma=0.0125")
+    factory = get_registry().get("solver_schedule", name)
+    if colon and not rest.strip():
+        raise ValueError(f"a ':' but nothing after it; write {name} or {name}:option=V")
+    options: dict = {}
+    columns: dict[str, list[float]] = {}  # family parameter -> one value per member
+    for key, value in (_key_values(rest) if colon else {}).items():
+        items = [item.strip() for item in value.split("|")]
+        if key in _LIST_OPTIONS:
+            options[key] = [_LIST_OPTIONS[key](item) for item in items] if _LIST_OPTIONS[key] is str else [
+                _finite_number(key, item) for item in items]
+        elif "|" in value:
+            columns[key] = [_finite_number(key, item) for item in items]
+        else:
+            options[key] = _value(value)
+    if columns:
+        lengths = {len(values) for values in columns.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"the parameter lists {sorted(columns)} must have the same number of values")
+        members = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        options["members"] = members + list(options.get("members", []))
+    check_factory_options("schedule", name, factory, options)
+    factory(**options)  # the schedule's own checks of the values; members are checked against the method later
+    return name, options
+
+
+def _finite_number(key: str, text: str) -> float:
+    value = _value(text)
+    if isinstance(value, bool) or not isinstance(value, float):
+        raise ValueError(f"{key} values must be numbers, got {text!r}")
+    return value
+
+
+def schedule_spec(text: str) -> str:
+    """``NAME[:option=V,...]``: a registered solver schedule and its options, checked fully."""
+    try:
+        _parse_schedule(text)
+    except _VALUE_ERRORS as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {_one_line(exc)}") from exc
+    return text
+
+
 def _required_options(factory: Callable) -> set[str]:
     try:
         params = inspect.signature(factory).parameters.values()
@@ -704,6 +757,14 @@ def _check_before_training(args: argparse.Namespace, runs: dict[str, dict]) -> N
             with _argument("--end-time" if args.end_time is not None else variant or "--end-time"):
                 ODEBlock(_unused_field, t=t, method=args.method, rtol=args.rtol, atol=args.atol,
                          end_time=end_time, end_time_options=changes["end_time_options"])
+    options = {"step_size": args.step_size} if args.step_size is not None else None
+    with _argument("--step-size"):
+        ODEBlock(_unused_field, t=t, method=args.method, rtol=args.rtol, atol=args.atol, options=options)
+    if args.schedule is not None:
+        name, schedule_options = _parse_schedule(args.schedule)
+        with _argument("--schedule"):
+            ODEBlock(_unused_field, t=t, method=args.method, rtol=args.rtol, atol=args.atol, options=options,
+                     schedule=name, schedule_options=schedule_options)
 
 
 def _describe_end_time(task: str, end_time: tuple[str, dict] | None) -> str:
@@ -764,12 +825,17 @@ def cmd_train(args: argparse.Namespace) -> int:
               "batch_size": args.batch_size, "lr": args.lr, **single}
     progress = False if args.json else None
     if args.task == "stiff":
+        for flag, value in (("--schedule", args.schedule), ("--step-size", args.step_size)):
+            if value is not None:
+                raise UsageError(f"argument {flag}: applies to the digits task only")
         base = stiff.StiffConfig(stiffness_ratio=args.stiffness_ratio, variant=args.variant,
                                  iterations=args.iterations, **common)
         run, columns, printer = stiff.train_stiff, STIFF_COLUMNS, _print_stiff
         header = f"{_stiff_header(args)}, {args.seeds} seeds (mean +- std)"
     else:
-        base = digits.TrainConfig(epochs=args.epochs, **common)
+        schedule = _parse_schedule(args.schedule) if args.schedule is not None else (None, {})
+        base = digits.TrainConfig(epochs=args.epochs, step_size=args.step_size, schedule=schedule[0],
+                                  schedule_options=schedule[1], **common)
         run, columns, printer = digits.train_digits, COLUMNS, _print_digits
         header = f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs, " \
                  f"{args.seeds} seeds (mean +- std)"
@@ -843,6 +909,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regularizer", type=regularizer_spec, action="append", default=[], metavar="NAME[:weight=W,...]",
                    help="step regularizer (repeatable, each name once); weight=W is a finite number >= 0, "
                         "start=A,end=B (both > 0) anneals exponentially over the epochs")
+    p.add_argument("--step-size", type=positive_float, default=None,
+                   help="digits: run --method on a fixed grid with this step (a family such as rk2 needs one)")
+    p.add_argument("--schedule", type=schedule_spec, default=None, metavar="NAME[:option=V,...]",
+                   help="digits: a solver schedule, e.g. smoothing:sigma=0.0125, switching:u=0.5|0.5125|0.4875, "
+                        "step_adaption (lists use '|')")
     p.add_argument("--end-time", type=end_time_spec, default=None, metavar="NAME[:option=V,...]",
                    help="end-time sampler for training (seed 003, STEER), e.g. steer:b=0.5 draws T ~ U(t1 - b, "
                         "t1 + b) per training call, with 0 < b < |t1 - t0|; per_sample=true draws one T per sample; "

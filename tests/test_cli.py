@@ -108,3 +108,18 @@ def test_train_digits_with_steer(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["config"]["end_time"] == "steer" and result["config"]["end_time_options"] == {"b": 0.5}
     assert 0 < result["test_accuracy"] <= 100 and result["nfe_predict"] > 0
+
+
+@pytest.mark.parametrize("schedule", ["smoothing:sigma=0.0125", "switching:u=0.5|0.5125|0.4875,probs=0.5|0.25|0.25",
+                                      "output_ensemble:u=0.5|1"])
+def test_train_digits_with_a_solver_schedule(capsys, schedule):
+    assert main(["train", "--epochs", "1", "--method", "rk2:u=0.5", "--step-size", "0.25", "--schedule", schedule,
+                 "--batch-size", "512", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["schedule"] == schedule.split(":")[0] and result["test_accuracy"] > 0
+
+
+def test_train_digits_with_step_adaption_calls_the_update(capsys):
+    assert main(["train", "--epochs", "1", "--method", "euler", "--step-size", "0.5", "--schedule",
+                 "step_adaption:k=1", "--batch-size", "512", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["schedule_options"] == {"k": 1.0}

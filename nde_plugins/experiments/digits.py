@@ -71,7 +71,9 @@ class DigitsClassifier(torch.nn.Module):
 @dataclass
 class TrainConfig:
     """One training run. ``end_time``: a registered end-time sampler (e.g. ``"steer"``) or None;
-    ``end_time_options`` go to its factory (``{"b": 0.5}``)."""
+    ``end_time_options`` go to its factory (``{"b": 0.5}``). ``step_size`` runs the method on a
+    fixed grid; ``schedule`` / ``schedule_options`` name a solver schedule (``"smoothing"``,
+    ``"step_adaption"``, ...), whose ``update`` the training loop calls after every backward."""
 
     method: str = "dopri5"
     rtol: float = 1.4e-8
@@ -79,6 +81,9 @@ class TrainConfig:
     regularizers: dict[str, Any] = field(default_factory=dict)
     end_time: str | None = None
     end_time_options: dict[str, Any] = field(default_factory=dict)
+    step_size: float | None = None
+    schedule: str | None = None
+    schedule_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 15
     seed: int = 0
     batch_size: int = 128
@@ -110,12 +115,16 @@ def build_block(config: TrainConfig) -> ODEBlock:
 
     The sampler is seeded from the training seed, so a run with STEER is reproducible.
     """
-    sampler: dict[str, Any] = {}
+    policy: dict[str, Any] = {}
     if config.end_time is not None:
-        sampler = {"end_time": config.end_time, "end_time_options": dict(config.end_time_options),
-                   "seed": config.seed ^ END_TIME_STREAM}
+        policy = {"end_time": config.end_time, "end_time_options": dict(config.end_time_options)}
+    if config.schedule is not None:
+        policy |= {"schedule": config.schedule, "schedule_options": dict(config.schedule_options)}
+    if policy:
+        policy["seed"] = config.seed ^ END_TIME_STREAM
+    options = {"step_size": config.step_size} if config.step_size is not None else None
     return ODEBlock(TimeConcatField(64, config.hidden), t=(T0, T1), method=config.method, rtol=config.rtol,
-                    atol=config.atol, regularizers=config.regularizers or None, **sampler)
+                    atol=config.atol, options=options, regularizers=config.regularizers or None, **policy)
 
 
 def accuracy_over_end_times(model: DigitsClassifier, x: torch.Tensor, y: torch.Tensor,
@@ -176,6 +185,9 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
             reg = block.regularization()
             optimizer.zero_grad(set_to_none=True)
             (loss + reg).backward()
+            update = getattr(block.policy.schedule, "update", None)
+            if update is not None:  # step / tolerance adaption compare solvers on this batch
+                update(model, x_train[idx], y_train[idx])
             optimizer.step()
             nfe += block.stats.nfe_forward
             reg_total += reg.item()
