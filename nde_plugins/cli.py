@@ -859,6 +859,58 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# check
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Train a model on a task with a solver, then ask whether it is an ODE (the proper-ODE check)."""
+    from .proper_ode import proper_ode_check
+
+    if args.plot is not None:
+        from .plots import _pyplot
+
+        with _argument("--plot"):
+            try:
+                _pyplot()
+            except ImportError as exc:
+                raise ValueError(str(exc)) from None
+    schedule = "step_adaption" if args.adapt else None
+    if args.task == "digits":
+        from .experiments.digits import TrainConfig, fit_digits, load_digits_split
+
+        if args.iterations is not None:
+            raise UsageError("argument --iterations: the digits task counts --epochs")
+        config = TrainConfig(method=args.method, step_size=1.0 / args.steps, epochs=args.epochs or 15, seed=args.seed,
+                             schedule=schedule)
+        model, _ = fit_digits(config, progress=False if args.json else None)
+        _, _, x_test, y_test = load_digits_split()
+        history = []
+    else:
+        from .experiments.synthetic import SyntheticConfig, fit_synthetic, load_task
+
+        if args.epochs is not None:
+            raise UsageError(f"argument --epochs: the {args.task} task counts --iterations")
+        config = SyntheticConfig(task=args.task, method=args.method, steps=args.steps, schedule=schedule,
+                                 iterations=args.iterations, seed=args.seed)
+        model, result = fit_synthetic(config, progress=False if args.json else None)
+        data = load_task(args.task)
+        x_test, y_test = data.x_test, data.y_test
+        history = result.step_history
+    report = proper_ode_check(model, model.block, (x_test, y_test), threshold=args.threshold)
+    if args.plot is not None:
+        from .plots import plot_check_report
+
+        plot_check_report(report, args.plot, history)
+    if args.json:
+        print(json.dumps({**report.as_dict(), "task": args.task, "step_history": history}, indent=2))
+    else:
+        print(f"{args.task}, trained with {args.method}" + (" under step adaption" if args.adapt else
+                                                             f" at K = {args.steps} steps") + f", seed {args.seed}")
+        print(report.table())
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
 # the parser and main
 
 
@@ -894,6 +946,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end time T, finite and != 0; a negative T integrates backward from 0 (default 2*pi)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("check", help="train a model on a task, then check whether it is an ODE or a map tied to "
+                                     "its solver (seed 002)")
+    p.add_argument("--task", choices=["spheres", "three_minima", "digits"], default="spheres")
+    p.add_argument("--method", choices=["euler", "midpoint", "rk4"], default="euler",
+                   help="fixed-grid training solver (default %(default)s)")
+    p.add_argument("--steps", type=positive_int, default=8, help="training steps K on [0, 1] (step 1/K; default 8)")
+    p.add_argument("--adapt", action="store_true", help="train under step adaption instead (starting at 1/K)")
+    p.add_argument("--iterations", type=positive_int, default=None, help="spheres, three_minima: iterations")
+    p.add_argument("--epochs", type=positive_int, default=None, help="digits: epochs (default 15)")
+    p.add_argument("--threshold", type=positive_float, default=0.1,
+                   help="largest accuracy gap of an ODE-like model (default %(default)g)")
+    p.add_argument("--seed", type=_whole(0, MAX_SEED, "2**63 - 1"), default=0)
+    p.add_argument("--plot", default=None, metavar="PATH", help="write the accuracy-vs-test-solver figure (PNG)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("train", help="train a Neural ODE on an embedded task, optionally with regularizers "
                                      "and a random end time")

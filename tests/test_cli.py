@@ -123,3 +123,18 @@ def test_train_digits_with_step_adaption_calls_the_update(capsys):
     assert main(["train", "--epochs", "1", "--method", "euler", "--step-size", "0.5", "--schedule",
                  "step_adaption:k=1", "--batch-size", "512", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["schedule_options"] == {"k": 1.0}
+
+
+def test_check_trains_and_reports_a_verdict(capsys, tmp_path):
+    plot = tmp_path / "check.png"
+    assert main(["check", "--task", "spheres", "--steps", "1", "--iterations", "20", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("spheres, trained with euler at K = 1 steps") and "verdict:" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+
+def test_check_json_under_step_adaption(capsys):
+    assert main(["check", "--task", "three_minima", "--adapt", "--iterations", "20", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] in ("ODE-like", "solver-dependent") and report["task"] == "three_minima"
+    assert [row["solver"] for row in report["rows"]][::5] == ["euler", "midpoint", "rk4"]

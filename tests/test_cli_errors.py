@@ -130,6 +130,12 @@ BAD = [
     (["train", "--compare", "vanilla,stiffness", "--method", "rk4"], ["argument --compare", "variant 'stiffness'"]),
     # train --end-time: the sampler, its options and their values while parsing; b against the interval before
     # training
+    (["check", "--steps", "0"], ["argument --steps", ">= 1"]),
+    (["check", "--task", "mnist"], ["argument --task", "invalid choice"]),
+    (["check", "--method", "dopri5"], ["argument --method", "invalid choice"]),
+    (["check", "--threshold", "-1"], ["argument --threshold", "> 0"]),
+    (["check", "--task", "digits", "--iterations", "5"], ["argument --iterations", "--epochs"]),
+    (["check", "--epochs", "5"], ["argument --epochs", "--iterations"]),
     (["train", "--schedule", "smooth"], ["argument --schedule", "did you mean 'smoothing'"]),
     (["train", "--schedule", "smoothing"], ["argument --schedule", "not a parameterized family"]),
     (["train", "--method", "rk2", "--step-size", "0.125", "--schedule", "smoothing:sigma=-1"],
