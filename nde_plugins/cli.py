@@ -874,6 +874,10 @@ def cmd_check(args: argparse.Namespace) -> int:
                 _pyplot()
             except ImportError as exc:
                 raise ValueError(str(exc)) from None
+    from .ode import ODEBlock
+
+    with _argument("--method"):
+        ODEBlock(_unused_field, method=args.method, options={"step_size": 1.0 / args.steps})
     schedule = "step_adaption" if args.adapt else None
     if args.task == "digits":
         from .experiments.digits import TrainConfig, fit_digits, load_digits_split
@@ -950,8 +954,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="train a model on a task, then check whether it is an ODE or a map tied to "
                                      "its solver (seed 002)")
     p.add_argument("--task", choices=["spheres", "three_minima", "digits"], default="spheres")
-    p.add_argument("--method", choices=["euler", "midpoint", "rk4"], default="euler",
-                   help="fixed-grid training solver (default %(default)s)")
+    p.add_argument("--method", type=method_spec, default="euler",
+                   help="fixed-grid training solver: euler, midpoint, rk4 or a tableau spec such as rk2:u=0.5 "
+                        "(default %(default)s)")
     p.add_argument("--steps", type=positive_int, default=8, help="training steps K on [0, 1] (step 1/K; default 8)")
     p.add_argument("--adapt", action="store_true", help="train under step adaption instead (starting at 1/K)")
     p.add_argument("--iterations", type=positive_int, default=None, help="spheres, three_minima: iterations")

@@ -132,7 +132,7 @@ BAD = [
     # training
     (["check", "--steps", "0"], ["argument --steps", ">= 1"]),
     (["check", "--task", "mnist"], ["argument --task", "invalid choice"]),
-    (["check", "--method", "dopri5"], ["argument --method", "invalid choice"]),
+    (["check", "--method", "dopri5"], ["argument --method", "unknown option(s) ['step_size']"]),
     (["check", "--threshold", "-1"], ["argument --threshold", "> 0"]),
     (["check", "--task", "digits", "--iterations", "5"], ["argument --iterations", "--epochs"]),
     (["check", "--epochs", "5"], ["argument --epochs", "--iterations"]),
