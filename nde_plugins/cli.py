@@ -810,8 +810,57 @@ def _print_stiff(args: argparse.Namespace, result, given: dict, end_time: tuple[
     print(f"  test NFE         {result.nfe_test} (last evaluation, y(0) = 0 over [0, 25])")
 
 
+SYNTHETIC_TASKS = ("spheres", "three_minima")
+
+
+def _train_synthetic(args: argparse.Namespace) -> int:
+    """``train --task spheres|three_minima``: seed 002's tasks, a fixed grid or step adaption, then the check."""
+    from .experiments.synthetic import SyntheticConfig, steps_of, train_synthetic
+
+    for flag, value in (("--regularizer", args.regularizer), ("--end-time", args.end_time),
+                        ("--compare", args.compare), ("--rtol", args.rtol), ("--atol", args.atol),
+                        ("--epochs", args.epochs), ("--stiffness-ratio", args.stiffness_ratio),
+                        ("--variant", args.variant)):
+        if value:
+            raise UsageError(f"argument {flag}: does not apply to --task {args.task} (a fixed-grid Euler task; "
+                             "give --step-size or --schedule step_adaption)")
+    schedule = _parse_schedule(args.schedule)[0] if args.schedule is not None else None
+    if schedule not in (None, "step_adaption"):
+        raise UsageError(f"argument --schedule: --task {args.task} trains on a fixed grid or with step_adaption, "
+                         f"not {schedule!r}")
+    if args.step_size is None and schedule is None:
+        raise UsageError(f"argument --step-size: --task {args.task} needs a fixed step (e.g. --step-size 0.125) "
+                         "or --schedule step_adaption")
+    with _argument("--method"):
+        from .ode import ODEBlock
+
+        ODEBlock(_unused_field, method=args.method, options={"step_size": args.step_size or 1.0})
+    config = SyntheticConfig(task=args.task, method=args.method, schedule=schedule, seed=args.seed,
+                             steps=steps_of(args.step_size) if args.step_size else None, iterations=args.iterations,
+                             batch_size=args.batch_size or 128, lr=args.lr)
+    result = train_synthetic(config, progress=False if args.json else None)
+    if args.json:
+        json.dump(result.as_dict(), sys.stdout, indent=2)
+        print()
+        return 0
+    how = "under step adaption" if schedule else f"at K = {config.steps} steps"
+    print(f"{args.task}, {args.method} {how}, seed {args.seed}")
+    print(f"  test accuracy    {100 * result.test_accuracy:.2f} %")
+    print(f"  train accuracy   {100 * result.train_accuracy:.2f} %")
+    print(f"  NFE / iteration  {result.mean_nfe:.1f} (training solve; {result.mean_nfe_with_checks:.1f} with checks)")
+    print(f"  final steps      {result.final_steps}")
+    print(f"  proper-ODE check {result.verdict} (largest gap {100 * result.worst_gap:.1f} points)")
+    print(f"  training time    {result.train_time_s:.2f} s")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .experiments import digits, stiff
+
+    if args.method is None:
+        args.method = "euler" if args.task in SYNTHETIC_TASKS else "dopri5"
+    if args.task in SYNTHETIC_TASKS:
+        return _train_synthetic(args)
     from .experiments.compare import COLUMNS, STIFF_COLUMNS, compare_configs, format_table
 
     _check_train_arguments(args)
@@ -970,11 +1019,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a Neural ODE on an embedded task, optionally with regularizers "
                                      "and a random end time")
-    p.add_argument("--task", choices=["digits", "stiff"], default="digits",
-                   help="digits: classifier on scikit-learn's 8x8 digits; stiff: seed 003's stiff toy ODE "
-                        "(default %(default)s)")
-    p.add_argument("--method", type=method_spec, default="dopri5",
-                   help="torchdiffeq method, registered tableau or family spec (default %(default)s)")
+    p.add_argument("--task", choices=["digits", "stiff", *SYNTHETIC_TASKS], default="digits",
+                   help="digits: classifier on scikit-learn's 8x8 digits; stiff: seed 003's stiff toy ODE; "
+                        "spheres, three_minima: seed 002's synthetic sets (default %(default)s)")
+    p.add_argument("--method", type=method_spec, default=None,
+                   help="torchdiffeq method, registered tableau or family spec (default dopri5; euler for "
+                        "spheres and three_minima)")
     p.add_argument("--rtol", type=positive_float, default=None,
                    help="relative tolerance > 0 (default 1.4e-8 for digits, 1e-7 for stiff)")
     p.add_argument("--atol", type=positive_float, default=None,

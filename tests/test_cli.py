@@ -138,3 +138,9 @@ def test_check_json_under_step_adaption(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["verdict"] in ("ODE-like", "solver-dependent") and report["task"] == "three_minima"
     assert [row["solver"] for row in report["rows"]][::5] == ["euler", "midpoint", "rk4"]
+
+
+def test_train_a_synthetic_task_reports_the_check(capsys):
+    assert main(["train", "--task", "spheres", "--step-size", "0.5", "--iterations", "10"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("spheres, euler at K = 2 steps") and "proper-ODE check" in out
