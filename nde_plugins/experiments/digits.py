@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..ode import ODEBlock, odeint
+from .progress import progress_bar
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -170,7 +171,7 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     n_batches = (len(x_train) + config.batch_size - 1) // config.batch_size
-    bar = _progress(config.epochs * n_batches, progress)
+    bar = progress_bar(config.epochs * n_batches, progress, "batch")
     history = []
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -221,12 +222,3 @@ def train_digits(config: TrainConfig, progress: bool | None = None) -> TrainResu
     """Train with Adam, report accuracy, test-set prediction NFE and wall times (see ``fit_digits``)."""
     return fit_digits(config, progress)[1]
 
-
-def _progress(total: int, enabled: bool | None):
-    if enabled is False:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, disable=None if enabled is None else not enabled, leave=False, unit="batch")

@@ -39,7 +39,7 @@ import torch
 from .._checks import positive_float, positive_int
 from ..end_times import MIN_LENGTH
 from ..ode import ODEBlock, odeint
-from .digits import _progress
+from .progress import progress_bar
 
 VARIANTS = ("pairs_from_zero", "pairs_from_start")
 #: The end-time draws come from a stream of their own: the batch indices already use the training seed.
@@ -239,7 +239,7 @@ def train_stiff(config: StiffConfig, progress: bool | None = None) -> StiffResul
     generator = torch.Generator().manual_seed(config.seed)
     # The authors draw start indices without replacement from 0 .. n - 3 (pairs of a 2-point window).
     n_starts = config.n_train - 2
-    bar = _progress(config.iterations, progress)
+    bar = progress_bar(config.iterations, progress)
     history: list[dict] = []
     train_time = eval_time = 0.0
     nfe_total, nfe_test = 0, 0

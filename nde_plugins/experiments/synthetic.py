@@ -39,6 +39,7 @@ import torch
 
 from ..ode import ODEBlock
 from ..proper_ode import proper_ode_check
+from .progress import progress_bar
 
 TASKS = ("spheres", "three_minima")
 N_TRAIN, N_TEST = 2000, 1000
@@ -383,7 +384,7 @@ def fit_synthetic(config: SyntheticConfig, progress: bool | None = None
     generator = torch.Generator().manual_seed(config.seed)
     per_epoch = max(1, len(data.x_train) // config.batch_size)
     schedule = block.policy.schedule
-    bar = _progress(config.iterations, progress)
+    bar = progress_bar(config.iterations, progress)
     nfe, steps, order = [], [], torch.zeros(0, dtype=torch.long)
     model.train()
     start = time.perf_counter()
@@ -433,15 +434,6 @@ def train_synthetic(config: SyntheticConfig, progress: bool | None = None) -> Sy
     """Train one model and check it (see ``fit_synthetic``); the result only, for grids of runs."""
     return fit_synthetic(config, progress)[1]
 
-
-def _progress(total: int, enabled: bool | None):
-    if enabled is False:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, disable=None if enabled is None else not enabled, leave=False, unit="it")
 
 
 __all__ = ["DATA_SEED", "MINIMA", "TASKS", "TEST_SEED", "EnergyField", "SpheresField", "SyntheticClassifier",
