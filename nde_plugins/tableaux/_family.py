@@ -159,6 +159,18 @@ class TableauFamily:
 
     def member(self, params: Mapping[str, Any] | None = None) -> Tableau:
         """The validated tableau for ``params`` (defaults for the rest), from the cache when recent."""
+        if isinstance(params, Mapping) and len(params) == len(self.params) and all(
+            type(params.get(p)) is float for p in self.params
+        ):
+            # A cached member was validated when it was built: a complete set of plain floats can be
+            # looked up before ``resolve`` (whose domain checks a sampling schedule would otherwise
+            # pay on every solve of every call).
+            key = tuple(params[p] + 0.0 for p in self.params)
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+                    return cached
         values = self.resolve({} if params is None else params)
         key = tuple(values[p] for p in self.params)
         with self._lock:
