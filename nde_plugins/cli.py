@@ -192,22 +192,29 @@ def family_param(text: str) -> tuple[str, float]:
     return key, number
 
 
-def regularizer_spec(text: str) -> str:
-    """``NAME[:weight=W,option=V,...]`` or ``NAME:start=A,end=B``; checked fully, parsed again per run."""
-    try:
-        _parse_regularizer(text, epochs=1)
-    except _VALUE_ERRORS as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {_one_line(exc)}") from exc
-    return text
+def _checked_spec(parse: Callable[[str], object], name: str, doc: str) -> Callable[[str], str]:
+    """An argparse ``type=`` for a plugin spec: ``parse`` checks it fully; the text itself is kept."""
+
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except _VALUE_ERRORS as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {_one_line(exc)}") from exc
+        return text
+
+    check.__name__, check.__doc__ = name, doc
+    return check
 
 
-def end_time_spec(text: str) -> str:
-    """``NAME[:option=V,...]``: a registered end-time sampler and its options, checked fully."""
-    try:
-        _parse_end_time(text)
-    except _VALUE_ERRORS as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {_one_line(exc)}") from exc
-    return text
+regularizer_spec = _checked_spec(
+    lambda text: _parse_regularizer(text, epochs=1), "regularizer_spec",
+    "``NAME[:weight=W,option=V,...]`` or ``NAME:start=A,end=B``; checked fully, parsed again per run.")
+end_time_spec = _checked_spec(
+    lambda text: _parse_end_time(text), "end_time_spec",
+    "``NAME[:option=V,...]``: a registered end-time sampler and its options, checked fully.")
+schedule_spec = _checked_spec(
+    lambda text: _parse_schedule(text), "schedule_spec",
+    "``NAME[:option=V,...]``: a registered solver schedule and its options, checked fully.")
 
 
 def _variant_part(item: str, name: str) -> None:
@@ -576,15 +583,6 @@ def _finite_number(key: str, text: str) -> float:
     if isinstance(value, bool) or not isinstance(value, float):
         raise ValueError(f"{key} values must be numbers, got {text!r}")
     return value
-
-
-def schedule_spec(text: str) -> str:
-    """``NAME[:option=V,...]``: a registered solver schedule and its options, checked fully."""
-    try:
-        _parse_schedule(text)
-    except _VALUE_ERRORS as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {_one_line(exc)}") from exc
-    return text
 
 
 def _required_options(factory: Callable) -> set[str]:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from ..ode import ODEBlock
 from ..schedules import Member, ensemble_predict, solver_ensemble
 from .attacks import accuracy, fgsm, fgsm_random, pgd
-from .digits import TimeConcatField, load_digits_split
+from .digits import DigitsClassifier, TimeConcatField, load_digits_split
 
 #: The paper's CIFAR-10 solver: RK2 with u0 = 1/2, 8 steps on [0, 1].
 T0, T1 = 0.0, 1.0
@@ -110,16 +110,8 @@ class MetaResult:
         return asdict(self)
 
 
-class MetaClassifier(torch.nn.Module):
-    """ODE block on the 64 pixels, then a linear head; ``forward`` returns logits."""
-
-    def __init__(self, block: ODEBlock, n_classes: int = 10) -> None:
-        super().__init__()
-        self.block = block
-        self.head = torch.nn.Linear(64, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.block(x))
+#: The digits task's classifier (ODE block on the 64 pixels, then a linear head; logits).
+MetaClassifier = DigitsClassifier
 
 
 def metric_names(eval_eps: Iterable[float]) -> list[str]:
