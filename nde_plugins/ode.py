@@ -314,7 +314,9 @@ class ODEBlock(torch.nn.Module):
 
     def _solver(self, member: Member) -> _Solver:
         """How the block solves with ``member``: method, options, statistics plan (a few kept, least recent dropped)."""
-        key = (member.method, tuple(sorted(member.params.items())), tuple(sorted(member.options.items())))
+        # Insertion order is part of the key: cheaper than sorting on every call, and members built
+        # by the same schedule always list their parameters in the same order.
+        key = (member.method, tuple(member.params.items()), tuple(member.options.items()))
         solver = self._solvers.get(key)
         if solver is not None:
             self._solvers.move_to_end(key)
