@@ -165,7 +165,8 @@ def odeint(
     return _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs)
 
 
-def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs, stats=None):
+def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs, stats=None,
+                    stiffness=None):
     opts = dict(opts)
     is_tuple = not isinstance(y0, torch.Tensor)
     recorder = StepRecorder(
@@ -176,6 +177,7 @@ def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_sta
         rtol=_scalar(rtol),
         atol=_scalar(atol),
         stats=stats,
+        stiffness=stiffness,
     )
     opts["norm"] = recorder.norm
     wrapper = AdaptiveObservedField if plan.mode == "adaptive" else ObservedField
@@ -387,7 +389,8 @@ class ODEBlock(torch.nn.Module):
         if stats is None:
             return _solve(field, y0, grid, solver.name, opts, solver.rtol, solver.atol, self.adjoint, {})
         ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, solver.rtol, solver.atol,
-                                self.adjoint, solver.keep_stages, {}, stats=stats)
+                                self.adjoint, solver.keep_stages, {}, stats=stats,
+                                stiffness="stiffness" in self._needs)
         return ys
 
     def regularization(self) -> torch.Tensor:

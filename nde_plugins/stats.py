@@ -211,12 +211,14 @@ class StepRecorder:
 
     def __init__(
         self, plan: SolverPlan, *, keep_stages: bool, base_norm: Callable, direction: float,
-        rtol: float, atol: float, stats: StepStats | None = None,
+        rtol: float, atol: float, stats: StepStats | None = None, stiffness: bool | None = None,
     ) -> None:
         # ``stats`` given: this solve is one part of a forward call and adds to its record.
         self.stats = stats if stats is not None else StepStats(plan, rtol=rtol, atol=atol)
         self.plan = plan
         self.keep_stages = keep_stages
+        # S_j costs tensor work per step: formed only when asked for (default: whenever stages are kept).
+        self.want_stiffness = keep_stages if stiffness is None else stiffness
         self.base_norm = base_norm
         self.direction = direction
         self.backward = False
@@ -321,7 +323,7 @@ class StepRecorder:
 
     def _stiffness(self, stages: Sequence[Stage]) -> torch.Tensor | None:
         pair = self.plan.equal_c_pair
-        if pair is None:
+        if pair is None or not self.want_stiffness:
             return None
         x, y = stages[pair[1]], stages[pair[0]]
         num = rms(flat(x.k) - flat(y.k))
@@ -391,6 +393,8 @@ class ObservedField(torch.nn.Module):
         for name in _ADJOINT_CALLBACKS:
             if hasattr(field, name):
                 object.__setattr__(self, name, getattr(field, name))
+        # The user's own step callbacks, looked up once rather than on every step.
+        object.__setattr__(self, "_user_callbacks", {name: getattr(field, name, None) for name in _CALLBACKS})
 
     def forward(self, t: torch.Tensor, y: State) -> State:
         k = self.field(t, y)
@@ -401,7 +405,7 @@ class ObservedField(torch.nn.Module):
     __call__ = forward
 
     def _user_callback(self, name: str, t0, y0, dt) -> None:
-        callback = getattr(self.field, name, None)
+        callback = self._user_callbacks[name]
         if callback is not None:
             callback(t0, y0, dt)
 

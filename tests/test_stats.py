@@ -193,3 +193,13 @@ def test_summary_is_plain_numbers():
 def test_keep_stages_needs_return_stats():
     with pytest.raises(ValueError, match="keep_stages=True only applies with return_stats=True"):
         nde.odeint(lambda t, y: -y, torch.ones(1), torch.tensor([0.0, 1.0]), keep_stages=True)
+
+
+def test_a_block_forms_stiffness_estimates_only_when_a_regularizer_reads_them():
+    field = lambda t, z: -z  # noqa: E731
+    quadrature = nde.ODEBlock(field, method="dopri5", rtol=1e-5, atol=1e-5, regularizers={"kinetic_energy": 1.0})
+    quadrature(torch.ones(2, 3, requires_grad=True))
+    assert quadrature.stats.stiffness_estimates().numel() == 0  # stages kept for the quadrature, no S_j
+    stiff = nde.ODEBlock(field, method="dopri5", rtol=1e-5, atol=1e-5, regularizers={"stiffness": 1.0})
+    stiff(torch.ones(2, 3, requires_grad=True))
+    assert stiff.stats.stiffness_estimates().numel() == stiff.stats.steps_accepted > 0
