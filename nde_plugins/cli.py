@@ -481,15 +481,23 @@ def _key_values(rest: str) -> dict[str, str]:
     return raw
 
 
-def _parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
+def _split_spec(spec: str, kind: str, what: str, example: str) -> tuple[str, Callable, dict[str, str]]:
+    """``NAME[:key=value,...]`` as (name, the registered factory of ``kind``, raw option strings).
+
+    Unknown names fail with suggestions; an empty name or a ':' with nothing after it is refused.
+    """
     name, colon, rest = spec.partition(":")
     name = name.strip()
     if not name:
-        raise ValueError("no regularizer name; write NAME or NAME:weight=W,option=V")
-    factory = get_registry().get("step_regularizer", name)  # unknown names fail here, with suggestions
+        raise ValueError(f"no {what} name; write NAME or NAME:option=V, e.g. {example}")
+    factory = get_registry().get(kind, name)
     if colon and not rest.strip():
-        raise ValueError(f"a ':' but nothing after it; write {name} or {name}:weight=W")
-    raw = _key_values(rest) if colon else {}
+        raise ValueError(f"a ':' but nothing after it; write {name} or {name}:option=V")
+    return name, factory, _key_values(rest) if colon else {}
+
+
+def _parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
+    name, factory, raw = _split_spec(spec, "step_regularizer", "regularizer", "error_estimate:weight=0.1")
     check_factory_options("regularizer", name, factory, {k: v for k, v in raw.items() if k not in WEIGHT_KEYS},
                           also="weight=W or start=A,end=B")
     if "start" in raw or "end" in raw:
@@ -520,14 +528,8 @@ def parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
 
 
 def _parse_end_time(spec: str) -> tuple[str, dict]:
-    name, colon, rest = spec.partition(":")
-    name = name.strip()
-    if not name:
-        raise ValueError("no end-time sampler name; write NAME or NAME:option=V, e.g. steer:b=0.5")
-    factory = get_registry().get("end_time_sampler", name)  # unknown names fail here, with suggestions
-    if colon and not rest.strip():
-        raise ValueError(f"a ':' but nothing after it; write {name} or {name}:option=V")
-    options = {key: _value(value) for key, value in (_key_values(rest) if colon else {}).items()}
+    name, factory, raw = _split_spec(spec, "end_time_sampler", "end-time sampler", "steer:b=0.5")
+    options = {key: _value(value) for key, value in raw.items()}
     # per_sample is the block's option (one draw per sample), not the sampler's.
     per_sample = options.pop("per_sample", False)
     if not isinstance(per_sample, bool):
@@ -549,16 +551,10 @@ def _parse_schedule(spec: str) -> tuple[str, dict]:
     """``NAME[:option=V,...]``; lists with '|': ``switching:u=0.5|0.5125|0.4875`` gives one member per value
     of the family parameter u (several parameters are paired in order), ``members=rk4_classic|rk38`` names
     methods, ``probs=0.5|0.25|0.25`` and ``weights=...`` are numbers."""
-    name, colon, rest = spec.partition(":")
-    name = name.strip()
-    if not name:
-        raise ValueError("no schedule name; write NAME or NAME:option=V, e.g. smoothing:sigma=0.0125")
-    factory = get_registry().get("solver_schedule", name)
-    if colon and not rest.strip():
-        raise ValueError(f"a ':' but nothing after it; write {name} or {name}:option=V")
+    name, factory, raw = _split_spec(spec, "solver_schedule", "schedule", "smoothing:sigma=0.0125")
     options: dict = {}
     columns: dict[str, list[float]] = {}  # family parameter -> one value per member
-    for key, value in (_key_values(rest) if colon else {}).items():
+    for key, value in raw.items():
         items = [item.strip() for item in value.split("|")]
         if key in _LIST_OPTIONS:
             options[key] = [_LIST_OPTIONS[key](item) for item in items] if _LIST_OPTIONS[key] is str else [
