@@ -80,3 +80,11 @@ def shuffled_medians(
             runs[name]()
             times[name].append(time.process_time() - start)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def size_arguments(parser, repeats: int = 40, batch: int = 256, dim: int = 16, width: int = 64) -> None:
+    """The options every benchmark shares: repeats and the problem size (batch, state dim, field width)."""
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--dim", type=int, default=dim)
+    parser.add_argument("--width", type=int, default=width)

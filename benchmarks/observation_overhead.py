@@ -13,17 +13,14 @@ import argparse
 
 import torch
 import torchdiffeq
-from _common import CountingMLP, counted, interleaved_medians
+from _common import CountingMLP, counted, interleaved_medians, size_arguments
 
 import nde_plugins as nde
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--dim", type=int, default=16)
-    parser.add_argument("--width", type=int, default=64)
+    size_arguments(parser)
     parser.add_argument("--tol", type=float, default=1e-6)
     args = parser.parse_args()
     torch.manual_seed(0)

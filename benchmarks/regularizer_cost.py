@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import interleaved_medians
+from _common import interleaved_medians, size_arguments
 
 import nde_plugins as nde
 
@@ -37,10 +37,7 @@ VARIANTS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--width", type=int, default=100)
+    size_arguments(parser, repeats=30, batch=128, dim=64, width=100)
     parser.add_argument("--tol", type=float, default=1.4e-8)
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _common import CountingMLP, counted, shuffled_medians
+from _common import CountingMLP, counted, shuffled_medians, size_arguments
 
 import nde_plugins as nde
 from nde_plugins.schedules import CallState
@@ -24,10 +24,7 @@ from nde_plugins.schedules import CallState
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--dim", type=int, default=16)
-    parser.add_argument("--width", type=int, default=64)
+    size_arguments(parser)
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)

@@ -14,7 +14,7 @@ import argparse
 
 import torch
 import torchsde
-from _common import CountingMLP, counted, interleaved_medians
+from _common import CountingMLP, counted, interleaved_medians, size_arguments
 
 import nde_plugins as nde
 
@@ -36,10 +36,7 @@ class HandWrittenSDE(torch.nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--dim", type=int, default=16)
-    parser.add_argument("--width", type=int, default=64)
+    size_arguments(parser)
     parser.add_argument("--dt", type=float, default=0.05)
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ import argparse
 
 import torch
 import torchdiffeq
-from _common import CountingMLP, interleaved_medians
+from _common import CountingMLP, interleaved_medians, size_arguments
 
 import nde_plugins  # noqa: F401  - registers the tableaux with torchdiffeq
 
@@ -41,10 +41,7 @@ CASES = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--dim", type=int, default=16)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=256)
+    size_arguments(parser, repeats=30)
     parser.add_argument("--tol", type=float, default=1e-5)
     args = parser.parse_args()
 
