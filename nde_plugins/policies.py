@@ -59,9 +59,8 @@ class TimeMap:
 
 @dataclass(frozen=True)
 class Segment:
-    """One solve of a forward call: from grid index ``first`` over ``grid`` (shared) or along ``time_map``."""
+    """One solve of a forward call: over ``grid`` (shared by the batch) or along ``time_map`` (per sample)."""
 
-    first: int
     grid: torch.Tensor | None = None
     time_map: TimeMap | None = None
 
@@ -211,16 +210,16 @@ def segments(t: torch.Tensor, ends: torch.Tensor) -> list[Segment]:
     for k in drawn:
         if per_sample:
             if k - 1 > start:
-                out.append(Segment(start, grid=t[start:k]))
+                out.append(Segment(grid=t[start:k]))
             interval = abs(float(t[k]) - float(t[k - 1]))
-            out.append(Segment(k - 1, time_map=TimeMap(float(t[k - 1]), ends[:, k] - t[k - 1], interval)))
+            out.append(Segment(time_map=TimeMap(float(t[k - 1]), ends[:, k] - t[k - 1], interval)))
         else:
             # The grid from the unaltered start: ends[start] may itself be a drawn end.
             grid = ends[:k + 1] if start == 0 else torch.cat([t[start:start + 1], ends[start + 1:k + 1]])
-            out.append(Segment(start, grid=grid))
+            out.append(Segment(grid=grid))
         start = k
     if start < len(t) - 1:
-        out.append(Segment(start, grid=t[start:]))
+        out.append(Segment(grid=t[start:]))
     return out
 
 
