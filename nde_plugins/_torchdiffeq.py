@@ -48,6 +48,8 @@ ADAPTIVE_OPTIONS = frozenset(
 )
 FIXED_GRID_OPTIONS = frozenset({"norm", "step_size", "grid_constructor", "interp", "perturb"})
 CALLBACKS = frozenset({"callback_step", "callback_accept_step", "callback_reject_step"})
+_ALL_OPTIONS = ADAPTIVE_OPTIONS | FIXED_GRID_OPTIONS
+_ADAPTIVE_ONLY = ADAPTIVE_OPTIONS - {"norm"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,29 +130,41 @@ class _TableauAdaptiveSolver(RKAdaptiveStepsizeODESolver):
 
 
 @lru_cache(maxsize=256)
-def fixed_grid_steps(tableau: Tableau) -> tuple[tuple, tuple]:
-    """The nonzero terms a fixed-grid step of ``tableau`` combines: (c_i, a_ij terms) per stage >= 2, and b's.
+def fixed_grid_steps(tableau: Tableau) -> tuple[tuple, tuple, frozenset]:
+    """What a fixed-grid step of ``tableau`` combines: (c_i, nonzero a_ij terms) per stage >= 2, the
+    nonzero b terms, and the stages some later combination reads.
 
     One solver class serves every tableau and takes these per instance: creating a class per
     member (an ABC subclass) cost about 45 us, paid on every call of a training loop that samples a
     new family member each batch.
     """
     stages = tuple((ci, _nonzero_terms(row)) for ci, row in zip(tableau.c[1:], tableau.a[1:]))
-    return stages, _nonzero_terms(tableau.b)
+    weights = _nonzero_terms(tableau.b)
+    read = frozenset(j for _, terms in (*stages, (None, weights)) for j, _ in terms)
+    return stages, weights, read
 
 
 def _nonzero_terms(coeffs: tuple[float, ...]) -> tuple[tuple[int, float], ...]:
     return tuple((j, coeff) for j, coeff in enumerate(coeffs) if coeff != 0.0)
 
 
-def _combine(terms: tuple[tuple[int, float], ...], k: list[torch.Tensor]) -> torch.Tensor:
-    """sum_j coeff_j * k[j] over the nonzero terms (Python floats keep k's dtype)."""
-    if not terms:
-        return torch.zeros_like(k[0])
-    j, coeff = terms[0]
-    acc = k[j] if coeff == 1.0 else k[j] * coeff
-    for j, coeff in terms[1:]:
-        acc = torch.add(acc, k[j], alpha=coeff)
+def _accumulate(base: torch.Tensor | None, terms: tuple[tuple[int, float], ...], hk: list) -> torch.Tensor:
+    """base + sum_j coeff_j * hk[j] over the nonzero terms, in as few and as cheap tensor ops as possible.
+
+    On small states the cost of a step is the number of tensor ops, and their kind: multiplying by
+    a Python float wraps it in a new tensor (about 3x a plain add), ``torch.add(..., alpha=)`` is
+    one op, and coefficients of +-1 need none.
+    """
+    acc = base
+    for j, coeff in terms:
+        if acc is None:
+            acc = hk[j] if coeff == 1.0 else hk[j] * coeff
+        elif coeff == 1.0:
+            acc = acc + hk[j]
+        elif coeff == -1.0:
+            acc = acc - hk[j]
+        else:
+            acc = torch.add(acc, hk[j], alpha=coeff)
     return acc
 
 
@@ -162,18 +176,23 @@ class _TableauFixedGridSolver(FixedGridODESolver):
     with benchmarks/tableau_overhead.py (MLP field, batch 256, forward+backward) that cost 1.40x
     torchdiffeq's rk4 for the same 3/8 rule. Combining the nonzero stage terms directly, as
     torchdiffeq's own fixed-grid ``rk4_alt_step_func`` does for one tableau, brings it to parity.
+    The stages are combined as dt * k_j, formed once per stage, so every stage input and the
+    increment are sums with float coefficients (see ``_accumulate``). A stage no combination
+    reads (the FSAL stage of a pair run on a grid) still costs its evaluation: the step
+    statistics read it for the pair's error estimate.
     The adaptive solvers keep ``_runge_kutta_step``, exactly as torchdiffeq's do.
     """
 
     nde_tableau: Tableau
     stages: tuple[tuple[float, tuple[tuple[int, float], ...]], ...]  # (c_i, nonzero a_ij) per stage >= 2
     weights: tuple[tuple[int, float], ...]  # nonzero b_j
+    read: frozenset[int]  # stages whose dt * k some combination reads
 
     _output_checked = False
 
     def use(self, tableau: Tableau) -> _TableauFixedGridSolver:
         self.nde_tableau, self.order = tableau, tableau.order
-        self.stages, self.weights = fixed_grid_steps(tableau)
+        self.stages, self.weights, self.read = fixed_grid_steps(tableau)
         return self
 
     def _step_func(self, func, t0, dt, t1, y0):
@@ -186,16 +205,19 @@ class _TableauFixedGridSolver(FixedGridODESolver):
         if not self._output_checked:
             check_field_output(f0, y0, f"method {self.nde_tableau.name!r}")
             self._output_checked = True
-        k = [f0]
-        for ci, terms in self.stages:
+        read = self.read
+        hk = [dt * f0 if 0 in read else None]
+        for i, (ci, terms) in enumerate(self.stages, start=1):
             if ci == 1.0:
                 ti, perturb = t1, before_t1
             elif ci == 0.0:
                 ti, perturb = t0, after_t0
             else:
-                ti, perturb = t0 + ci * dt, Perturb.NONE
-            k.append(func(ti, y0 + dt * _combine(terms, k), perturb=perturb))
-        return dt * _combine(self.weights, k), f0
+                ti, perturb = torch.add(t0, dt, alpha=ci), Perturb.NONE
+            k = func(ti, _accumulate(y0, terms, hk), perturb=perturb)
+            hk.append(dt * k if i in read else None)
+        increment = _accumulate(None, self.weights, hk)
+        return (increment if increment is not None else torch.zeros_like(y0)), f0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,7 +258,7 @@ class TableauSolver:
 
     def __call__(self, func, y0, rtol, atol, **options):
         tableau = self.tableau_for(options)
-        unknown = sorted(set(options) - ADAPTIVE_OPTIONS - FIXED_GRID_OPTIONS)
+        unknown = sorted(options.keys() - _ALL_OPTIONS)
         if unknown:
             params = list(self.entry.params) if isinstance(self.entry, TableauFamily) else []
             raise ValueError(
@@ -246,12 +268,12 @@ class TableauSolver:
         check_state(y0, f"method {self.method!r}")
         fixed = tableau.b_hat is None or "step_size" in options or "grid_constructor" in options
         if fixed:
-            for name in ADAPTIVE_OPTIONS - {"norm"}:
-                if name in options:
-                    raise ValueError(
-                        f"method {self.method!r} runs on a fixed grid here ({_why_fixed(tableau, options)}), "
-                        f"so the adaptive option {name!r} would be ignored; drop it or use an adaptive setup"
-                    )
+            ignored = sorted(options.keys() & _ADAPTIVE_ONLY)
+            if ignored:
+                raise ValueError(
+                    f"method {self.method!r} runs on a fixed grid here ({_why_fixed(tableau, options)}), "
+                    f"so the adaptive option {ignored[0]!r} would be ignored; drop it or use an adaptive setup"
+                )
             if tableau.b_hat is not None:
                 _warn_unused_callbacks(self.method, func)
             return _TableauFixedGridSolver(func=func, y0=y0, rtol=rtol, atol=atol, **options).use(tableau)
@@ -288,6 +310,20 @@ def _solver_entry(method: str, entry: Tableau | TableauFamily) -> TableauSolver:
     return TableauSolver(method, entry)
 
 
+_get_registry: Callable | None = None
+
+
+def _registry():
+    """The plugin registry; imported on first use (plugins imports this module), then called directly:
+    torchdiffeq looks a method up several times per solve, and an import statement costs each time."""
+    global _get_registry
+    if _get_registry is None:
+        from .plugins import get_registry
+
+        _get_registry = get_registry
+    return _get_registry()
+
+
 class SolverTable(dict):
     """torchdiffeq's ``SOLVERS`` dict, also answering for registered tableaux and families.
 
@@ -307,11 +343,9 @@ class SolverTable(dict):
     def _entry(self, key: Any) -> Tableau | TableauFamily | None:
         if not isinstance(key, str):
             return None
-        entry = self.adhoc.get(key)
+        entry = self.adhoc.get(key) if self.adhoc else None
         if entry is None:
-            from .plugins import get_registry
-
-            reg = get_registry().find("tableau", key)
+            reg = _registry().find("tableau", key)
             entry = None if reg is None else reg.obj
         return entry
 

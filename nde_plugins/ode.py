@@ -15,7 +15,7 @@ from ._checks import check_adaptive_dtype, check_state, check_step, check_times,
 from .plugins import UnknownPluginNameError, get_registry
 from .policies import CallPolicy, TimeMap, solve_segments
 from .schedules import BaseSolver, Member
-from .stats import AdaptiveObservedField, ObservedField, SolverPlan, StepRecorder, StepStats, flat
+from .stats import AdaptiveObservedField, ObservedField, SolverPlan, StepRecorder, StepStats
 from .tableaux import Tableau, TableauFamily
 
 MethodLike = str | Tableau | TableauFamily
@@ -166,7 +166,12 @@ def odeint(
 
 
 def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs, stats=None,
-                    stiffness=None):
+                    observer=None, **recording):
+    """Solve while a ``StepRecorder`` watches; returns ``(solution, stats)``.
+
+    ``observer``: a wrapper of ``func`` to reuse (a block keeps one per field), else one is made.
+    ``recording``: the recorder's ``stiffness``, ``store_stages`` and ``error_graph`` switches.
+    """
     opts = dict(opts)
     is_tuple = not isinstance(y0, torch.Tensor)
     recorder = StepRecorder(
@@ -177,17 +182,23 @@ def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_sta
         rtol=_scalar(rtol),
         atol=_scalar(atol),
         stats=stats,
-        stiffness=stiffness,
+        **recording,
     )
     opts["norm"] = recorder.norm
-    wrapper = AdaptiveObservedField if plan.mode == "adaptive" else ObservedField
-    solution = _solve(wrapper(func, recorder), y0, t, name, opts, rtol, atol, adjoint, kwargs)
+    if observer is None or adjoint:
+        # The adjoint's backward pass evaluates the field through this wrapper after the forward
+        # call has returned (counted as nfe_backward): it needs a wrapper of its own.
+        observer = (AdaptiveObservedField if plan.mode == "adaptive" else ObservedField)(func)
+        solution = _solve(observer.observe(recorder), y0, t, name, opts, rtol, atol, adjoint, kwargs)
+    else:
+        try:
+            solution = _solve(observer.observe(recorder), y0, t, name, opts, rtol, atol, adjoint, kwargs)
+        finally:
+            # A reused wrapper must not keep this solve's statistics (and their graph) alive.
+            observer.observe(None)
     stats = recorder.finish_forward()
-    last = solution[-1] if isinstance(solution, torch.Tensor) else tuple(s[-1] for s in solution)
-    if not bool(torch.isfinite(flat(last)).all()):
-        raise FloatingPointError(
-            f"non-finite state at the final time t = {float(t[-1]):.6g} in a solve with {name!r}"
-        )
+    recorder.check_finite(solution[-1] if isinstance(solution, torch.Tensor) else tuple(s[-1] for s in solution),
+                          float(t[-1]))
     return solution, stats
 
 
@@ -196,7 +207,7 @@ def _scalar(tol: Any) -> Any:
 
 
 def _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs):
-    adjoint_kwargs = sorted(k for k in kwargs if k.startswith("adjoint_"))
+    adjoint_kwargs = sorted(k for k in kwargs if k.startswith("adjoint_")) if kwargs else ()
     if adjoint_kwargs and not adjoint:
         raise ValueError(f"{adjoint_kwargs} only apply with adjoint=True")
     if adjoint:
@@ -286,6 +297,9 @@ class ODEBlock(torch.nn.Module):
             raise ValueError("regularizers read the step statistics: record_stats must stay True")
         self._needs = set().union(*(r.requires for r in self.regularizers)) if self.regularizers else set()
         self._vjp_inputs = any(type(r.regularizer).__name__ == "JacobianFrobenius" for r in self.regularizers)
+        # One observing wrapper per wrapper class, reused by every call (building an nn.Module per
+        # call costs more than observing a small solve). Not submodules: they only point at field.
+        self._observers: dict[type, ObservedField] = {}
         # The base solver, resolved once; schedule members are resolved when they are first used.
         self._solvers: OrderedDict[tuple, _Solver] = OrderedDict()
         base = self._base_solver()
@@ -356,8 +370,9 @@ class ODEBlock(torch.nn.Module):
             # The Jacobian probe differentiates each stage w.r.t. its input, the first one being x.
             x = x.detach().requires_grad_(True)
         # Drop the previous call's statistics first: they hold its graph, which must not live on
-        # through this call.
-        self.stats = None
+        # through this call. (Plain attributes are written straight into __dict__ here and below:
+        # nn.Module.__setattr__ costs microseconds a call, noticeable on small solves.)
+        self.__dict__["stats"] = None
         stats = StepStats(self.plan, rtol=_scalar(self.rtol), atol=_scalar(self.atol)) if self.record_stats else None
         drawing = self.training and self.policy.active and not self.policy.is_fixed
         ends = self.policy.ends(t, _batch_for(self.policy, x)) if drawing else None
@@ -370,12 +385,13 @@ class ODEBlock(torch.nn.Module):
                     lambda y0, grid, time_map, solver=solver: self._solve(solver, stats, y0, grid, time_map), x, t, ends
                 ))
         z = outputs[0] if len(outputs) == 1 else _weighted_mean(outputs, [m.weight for m in members])
-        if self.training:
-            self.iteration += 1
-        self.last_t = t if ends is None else ends
         picked = [(s.name, s.params) for s in solvers]
-        self.last_method = picked[0] if len(picked) == 1 else picked
-        self.stats = stats
+        self.__dict__.update(
+            iteration=self.iteration + 1 if self.training else self.iteration,
+            last_t=t if ends is None else ends,
+            last_method=picked[0] if len(picked) == 1 else picked,
+            stats=stats,
+        )
         return z if self.return_all else z[-1]
 
     def _solve(self, solver: _Solver, stats: StepStats | None, y0: Any, grid: torch.Tensor,
@@ -388,9 +404,16 @@ class ODEBlock(torch.nn.Module):
                 opts["step_size"] = time_map.step(opts["step_size"])
         if stats is None:
             return _solve(field, y0, grid, solver.name, opts, solver.rtol, solver.atol, self.adjoint, {})
+        observer = None
+        if field is self.field:
+            wrapper = AdaptiveObservedField if solver.plan.mode == "adaptive" else ObservedField
+            observer = self._observers.get(wrapper)
+            if observer is None:
+                observer = self._observers[wrapper] = wrapper(self.field)
         ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, solver.rtol, solver.atol,
-                                self.adjoint, solver.keep_stages, {}, stats=stats,
-                                stiffness="stiffness" in self._needs)
+                                self.adjoint, solver.keep_stages, {}, stats=stats, observer=observer,
+                                stiffness="stiffness" in self._needs, store_stages="stages" in self._needs,
+                                error_graph="error_estimate" in self._needs)
         return ys
 
     def regularization(self) -> torch.Tensor:

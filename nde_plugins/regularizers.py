@@ -59,7 +59,7 @@ class Stiffness:
     authors' code.
     """
 
-    requires = frozenset({"stiffness", "stages", "graph"})
+    requires = frozenset({"stiffness", "graph"})
 
     def __init__(self, reduce: str = "sum", normalize: bool = False) -> None:
         if reduce not in ("sum", "max", "mean"):

@@ -92,10 +92,16 @@ class _SDERecorder:
         self.backward = True
         if self.keep and self.stats.plan.method in STEP_STATISTICS_METHODS:
             calls = self.calls[1:]  # the first call is torchsde's contract probe at (t0, y0)
-            steps = self._adaptive_steps(calls) if self.adaptive else self._fixed_steps(calls)
-            self.stats._steps.extend(steps)
             fill = self._estimates(calls)
-            self.stats._pending.append(lambda: fill(steps))
+
+            def build() -> None:
+                # Records and estimates are built when the statistics are first read: a training
+                # loop that never reads them pays only for keeping the calls.
+                steps = self._adaptive_steps(calls) if self.adaptive else self._fixed_steps(calls)
+                self.stats._steps.extend(steps)
+                fill(steps)
+
+            self.stats._pending.append(build)
         self.calls = []
         return self.stats
 
@@ -173,6 +179,7 @@ class _BlockSDE(torch.nn.Module):
         self.recorder: _SDERecorder | None = None
         self.time_map: TimeMap | None = None  # set for a per-sample time-rescaled solve
         self._sqrt_span: torch.Tensor | None = None
+        self._g_checked = False  # the diffusion's output shape, checked at the first call of a solve
 
     def use_time_map(self, time_map: TimeMap | None) -> None:
         """Solve in s with real time start + s * span: the drift scaled by span, the noise by sqrt(span).
@@ -181,6 +188,7 @@ class _BlockSDE(torch.nn.Module):
         """
         self.time_map = time_map
         self._sqrt_span = None if time_map is None else time_map.span.sqrt()
+        self._g_checked = False
 
     def _count(self, drift: int, diffusion: int) -> None:
         if self.recorder is not None:
@@ -192,11 +200,13 @@ class _BlockSDE(torch.nn.Module):
             return torch.zeros_like(y)
         g = diffusion(t, y, f if diffusion.uses_drift else None)
         self._count(0, 1)
-        if g.shape != y.shape:
-            raise ValueError(
-                f"diffusion {type(self.diffusion).__name__} returned shape {tuple(g.shape)} for a state of shape "
-                f"{tuple(y.shape)}; diagonal noise needs one value per state entry"
-            )
+        if not self._g_checked:  # once per solve: the state's shape does not change within one
+            if g.shape != y.shape:
+                raise ValueError(
+                    f"diffusion {type(self.diffusion).__name__} returned shape {tuple(g.shape)} for a state of shape "
+                    f"{tuple(y.shape)}; diagonal noise needs one value per state entry"
+                )
+            self._g_checked = True
         return g
 
     def _f_and_g(self, t, y):

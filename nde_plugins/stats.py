@@ -40,8 +40,11 @@ def flat(x: State) -> torch.Tensor:
 
 
 def _float(x: Any) -> float:
-    # Step sizes and times are plain numbers here; the first dt carries a graph we must not keep.
-    return float(x.detach()) if torch.is_tensor(x) else float(x)
+    # Step sizes and times are plain numbers here; the first dt carries a graph we must not keep
+    # (detaching only then: it is a tensor op, and this runs a few times per step).
+    if torch.is_tensor(x) and x.requires_grad:
+        x = x.detach()
+    return float(x)
 
 
 def rms(x: torch.Tensor) -> torch.Tensor:
@@ -212,15 +215,30 @@ class StepRecorder:
     def __init__(
         self, plan: SolverPlan, *, keep_stages: bool, base_norm: Callable, direction: float,
         rtol: float, atol: float, stats: StepStats | None = None, stiffness: bool | None = None,
+        store_stages: bool | None = None, error_graph: bool = True,
     ) -> None:
+        """``keep_stages``: watch the stage values of every step (the stiffness estimate and the
+        error estimate of fixed-grid pairs are formed from them). ``store_stages``: also keep them
+        in the step records (quadrature regularizers read them; default: ``keep_stages``).
+        ``stiffness``: form S_j (default: ``keep_stages``). ``error_graph=False`` keeps E_j without
+        its graph: nothing will differentiate it, and its graph would pin a batch-sized tensor per
+        step until the statistics are dropped.
+        """
         # ``stats`` given: this solve is one part of a forward call and adds to its record.
         self.stats = stats if stats is not None else StepStats(plan, rtol=rtol, atol=atol)
         self.plan = plan
         self.keep_stages = keep_stages
+        self.store_stages = keep_stages if store_stages is None else store_stages and keep_stages
         # S_j costs tensor work per step: formed only when asked for (default: whenever stages are kept).
         self.want_stiffness = keep_stages if stiffness is None else stiffness
+        self.error_graph = error_graph
         self.base_norm = base_norm
         self.direction = direction
+        self.adaptive = plan.mode == "adaptive"
+        self.fixed = plan.mode == "fixed"
+        # Fixed grids: the sum of each step's starting state, taken without a sync; read only when
+        # the final state is non-finite, to name the time it diverged (see ``check_finite``).
+        self._state_sums: list[torch.Tensor] = []
         self.backward = False
         self._window: list[Stage] | None = None  # evaluations of the step being attempted
         self._window_norm: torch.Tensor | None = None
@@ -256,25 +274,24 @@ class StepRecorder:
     def norm(self, x: Any) -> torch.Tensor:
         value = self.base_norm(x)
         # Only the norm call inside a forward step window is the step's error ratio.
-        if not self.backward and self._window is not None and self.plan.mode == "adaptive":
-            self._window_norm = value
+        if self.adaptive and self._window is not None and not self.backward:
+            self._window_norm = value if self.error_graph else value.detach()
         return value
 
     # -- the callbacks -------------------------------------------------------------------------
     def on_step(self, t0: torch.Tensor, y0: State, dt: torch.Tensor) -> None:
         if self.backward:
             return
-        if not bool(torch.isfinite(flat(y0)).all()):
-            raise FloatingPointError(
-                f"non-finite state at t = {_float(t0):.6g} in a solve with {self.plan.method!r}: "
-                "the vector field or the step size diverged (try smaller tolerances or a smaller step)"
-            )
         self._started = True
-        if self.plan.mode == "fixed":
+        if self.fixed:
             self._close_fixed_step()
             self._fixed_step = (_float(t0), _float(dt))
+            # No finiteness check per step (a sync): a non-finite state stays non-finite, so the
+            # final state tells, and these sums say where (``check_finite``). Adaptive solvers
+            # need neither: torchdiffeq asserts a finite state before every step.
+            self._state_sums.append(y0.detach().sum() if torch.is_tensor(y0) else sum(p.detach().sum() for p in y0))
         # An adaptive step needs its window even without stages, to catch the norm call.
-        self._window = [] if self.keep_stages or self.plan.mode == "adaptive" else None
+        self._window = [] if self.keep_stages or self.adaptive else None
         self._window_norm = None
 
     def on_accept(self, t0: torch.Tensor, y0: State, dt: torch.Tensor) -> None:
@@ -285,11 +302,29 @@ class StepRecorder:
 
     def finish_forward(self) -> StepStats:
         """Close the last step; later evaluations (an adjoint backward solve) count as backward."""
-        if self.plan.mode == "fixed":
+        if self.fixed:
             self._close_fixed_step()
         self._window = None
         self.backward = True
         return self.stats
+
+    def check_finite(self, final: State, end: float) -> None:
+        """Raise ``FloatingPointError`` if the final state is non-finite, naming where it diverged.
+
+        On a fixed grid the time named is the start of the first step whose starting state was
+        non-finite (read from the per-step sums, only now that something went wrong); otherwise
+        the final time.
+        """
+        if bool(torch.isfinite(flat(final)).all()):
+            return
+        for sum_, step in zip(self._state_sums, self.stats._steps[-len(self._state_sums):]):
+            if not bool(torch.isfinite(sum_)):
+                raise FloatingPointError(
+                    f"non-finite state at t = {step.t0:.6g} in a solve with {self.plan.method!r}: "
+                    "the vector field or the step size diverged (try a smaller step or a smaller time span)"
+                )
+        raise FloatingPointError(f"non-finite state at the final time t = {end:.6g} in a solve with "
+                                 f"{self.plan.method!r}")
 
     # -- building records ------------------------------------------------------------------------
     def _close_adaptive_step(self, t0: torch.Tensor, dt: torch.Tensor, accepted: bool) -> None:
@@ -300,11 +335,12 @@ class StepRecorder:
         if self.keep_stages and self._f0 is not None:
             stages = [self._f0, *self._window[: self.plan.stages - 1]]
             if len(stages) == self.plan.stages:
-                record.stages = stages
+                if self.store_stages:
+                    record.stages = stages
                 record.stiffness = self._stiffness(stages)
                 if accepted:
                     self._f0 = stages[-1]  # FSAL: the last stage is f(t1, y1)
-        self.stats.steps.append(record)
+        self.stats._steps.append(record)
         self._window, self._window_norm = None, None
 
     def _close_fixed_step(self) -> None:
@@ -314,11 +350,12 @@ class StepRecorder:
         record = StepRecord(t0, self.direction * dt, True)
         if self.keep_stages and self._window is not None and len(self._window) >= self.plan.stages:
             stages = self._window[: self.plan.stages]
-            record.stages = stages
+            if self.store_stages:
+                record.stages = stages
             record.stiffness = self._stiffness(stages)
             if self.plan.b_hat is not None:
                 record.error_ratio = self._fixed_error_ratio(stages, dt)
-        self.stats.steps.append(record)
+        self.stats._steps.append(record)
         self._fixed_step, self._window = None, None
 
     def _stiffness(self, stages: Sequence[Stage]) -> torch.Tensor | None:
@@ -381,23 +418,31 @@ class ObservedField(torch.nn.Module):
     holds the field as a submodule keeps ``odeint_adjoint``'s parameter discovery working.
     """
 
-    def __init__(self, field: Callable, recorder: StepRecorder) -> None:
+    def __init__(self, field: Callable, recorder: StepRecorder | None = None) -> None:
         super().__init__()
         self.field = field
-        self.recorder = recorder
-        unused = {name for name in _CALLBACKS[1:] if hasattr(field, name)} if type(self) is ObservedField else set()
-        if unused:
-            # The user's accept/reject callbacks cannot be forwarded from a fixed grid: say so, as
-            # torchdiffeq does for its own fixed-grid solvers.
-            warnings.warn(f"Solver '{recorder.plan.method}' does not support callbacks {unused}", stacklevel=4)
+        # Read on every evaluation: plain attributes, not nn.Module's slower __getattr__ path.
+        object.__setattr__(self, "_field", field)
+        object.__setattr__(self, "recorder", recorder)
         for name in _ADJOINT_CALLBACKS:
             if hasattr(field, name):
                 object.__setattr__(self, name, getattr(field, name))
         # The user's own step callbacks, looked up once rather than on every step.
         object.__setattr__(self, "_user_callbacks", {name: getattr(field, name, None) for name in _CALLBACKS})
 
+    def observe(self, recorder: StepRecorder | None) -> ObservedField:
+        """Report to ``recorder`` from now on (a block reuses one wrapper across calls; None detaches)."""
+        if recorder is not None and type(self) is ObservedField:
+            unused = {name for name in _CALLBACKS[1:] if self._user_callbacks[name] is not None}
+            if unused:
+                # The user's accept/reject callbacks cannot be forwarded from a fixed grid: say so, on
+                # every solve as torchdiffeq does for its own fixed-grid solvers.
+                warnings.warn(f"Solver '{recorder.plan.method}' does not support callbacks {unused}", stacklevel=5)
+        object.__setattr__(self, "recorder", recorder)
+        return self
+
     def forward(self, t: torch.Tensor, y: State) -> State:
-        k = self.field(t, y)
+        k = self._field(t, y)
         self.recorder.on_eval(t, y, k)
         return k
 
