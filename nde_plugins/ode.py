@@ -166,7 +166,7 @@ def odeint(
 
 
 def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs, stats=None,
-                    observer=None, **recording):
+                    observer=None, direction=None, **recording):
     """Solve while a ``StepRecorder`` watches; returns ``(solution, stats)``.
 
     ``observer``: a wrapper of ``func`` to reuse (a block keeps one per field), else one is made.
@@ -178,7 +178,7 @@ def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_sta
         plan,
         keep_stages=keep_stages,
         base_norm=opts.get("norm") or _torchdiffeq.default_norm(is_tuple),
-        direction=-1.0 if len(t) > 1 and bool(t[1] < t[0]) else 1.0,
+        direction=direction if direction is not None else -1.0 if len(t) > 1 and bool(t[1] < t[0]) else 1.0,
         rtol=_scalar(rtol),
         atol=_scalar(atol),
         stats=stats,
@@ -291,6 +291,8 @@ class ODEBlock(torch.nn.Module):
         t = torch.as_tensor(t, dtype=torch.get_default_dtype())
         self.register_buffer("t", check_solve_inputs(self.method_name, self.options, t, rtol, atol), persistent=False)
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
+        # Every solve of a call runs the way t runs (drawn ends lie beyond their starts).
+        self._direction = -1.0 if bool(self.t[-1] < self.t[0]) else 1.0
         self.return_all, self.record_stats = return_all, record_stats
         self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
         if self.regularizers and not record_stats:
@@ -412,6 +414,7 @@ class ODEBlock(torch.nn.Module):
                 observer = self._observers[wrapper] = wrapper(self.field)
         ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, solver.rtol, solver.atol,
                                 self.adjoint, solver.keep_stages, {}, stats=stats, observer=observer,
+                                direction=self._direction if time_map is None else None,
                                 stiffness="stiffness" in self._needs, store_stages="stages" in self._needs,
                                 error_graph="error_estimate" in self._needs)
         return ys

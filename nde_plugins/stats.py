@@ -427,11 +427,14 @@ class ObservedField(torch.nn.Module):
         for name in _ADJOINT_CALLBACKS:
             if hasattr(field, name):
                 object.__setattr__(self, name, getattr(field, name))
-        # The user's own step callbacks, looked up once rather than on every step.
-        object.__setattr__(self, "_user_callbacks", {name: getattr(field, name, None) for name in _CALLBACKS})
+        object.__setattr__(self, "_user_callbacks", {})
 
     def observe(self, recorder: StepRecorder | None) -> ObservedField:
         """Report to ``recorder`` from now on (a block reuses one wrapper across calls; None detaches)."""
+        if recorder is not None:
+            # The user's own step callbacks, looked up once per solve rather than on every step
+            # (and not once for all: a callback set on the field later must still be called).
+            self._user_callbacks.update((name, getattr(self._field, name, None)) for name in _CALLBACKS)
         if recorder is not None and type(self) is ObservedField:
             unused = {name for name in _CALLBACKS[1:] if self._user_callbacks[name] is not None}
             if unused:

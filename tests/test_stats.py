@@ -203,3 +203,44 @@ def test_a_block_forms_stiffness_estimates_only_when_a_regularizer_reads_them():
     stiff = nde.ODEBlock(field, method="dopri5", rtol=1e-5, atol=1e-5, regularizers={"stiffness": 1.0})
     stiff(torch.ones(2, 3, requires_grad=True))
     assert stiff.stats.stiffness_estimates().numel() == stiff.stats.steps_accepted > 0
+    assert all(step.stages is None for step in stiff.stats.steps)  # S_j needs no stored stages
+
+
+def test_a_block_keeps_error_ratios_with_a_graph_only_for_a_regularizer_that_differentiates_them():
+    x = torch.randn(4, 3, dtype=F64)
+    plain = nde.ODEBlock(Field(), method="dopri5", rtol=1e-6, atol=1e-6)
+    plain(x)
+    assert plain.stats.steps and not any(s.error_ratio.requires_grad for s in plain.stats.steps)
+    regularized = nde.ODEBlock(Field(), method="dopri5", rtol=1e-6, atol=1e-6, regularizers={"error_estimate": 1.0})
+    regularized(x)
+    assert all(s.error_ratio.requires_grad for s in regularized.stats.accepted)
+    assert regularized.regularization().requires_grad
+
+
+def test_a_block_lets_go_of_the_previous_call_before_the_next_solve():
+    import gc
+    import weakref
+
+    block = nde.ODEBlock(Field(), method="dopri5", rtol=1e-6, atol=1e-6, regularizers={"stiffness": 1.0})
+    x = torch.randn(4, 3, dtype=F64)
+    block(x).sum().backward()
+    previous = weakref.ref(block.stats)
+    seen = []
+
+    def callback_step(t0, y0, dt):  # runs inside the next solve
+        gc.collect()
+        seen.append(previous() is None)
+
+    block.field.callback_step = callback_step
+    block(x)
+    assert seen and all(seen)
+
+
+def test_fixed_grid_divergence_names_the_step_and_tuple_states_too():
+    def exploding(t, y):
+        return tuple(torch.where(t > 0.25, torch.full_like(p, float("inf")), -p) for p in y)
+
+    # the step from 0.2 evaluates at t = 0.2667 > 0.25, so the state is first non-finite at 0.3
+    with pytest.raises(FloatingPointError, match=r"non-finite state at t = 0\.3 "):
+        nde.odeint(exploding, (torch.ones(2), torch.ones(3)), torch.tensor([0.0, 1.0]), method="rk4_uv",
+                   options={"step_size": 0.1}, return_stats=True)
