@@ -186,9 +186,10 @@ class _BlockSDE(torch.nn.Module):
 
         (dW_t = sqrt(span) dW_s for t = start + s * span.)
         """
-        self.time_map = time_map
-        self._sqrt_span = None if time_map is None else time_map.span.sqrt()
-        self._g_checked = False
+        # Plain attributes written straight into __dict__: nn.Module.__setattr__ costs microseconds,
+        # and these change on every solve.
+        self.__dict__.update(time_map=time_map, _sqrt_span=None if time_map is None else time_map.span.sqrt(),
+                             _g_checked=False)
 
     def _count(self, drift: int, diffusion: int) -> None:
         if self.recorder is not None:
@@ -206,7 +207,7 @@ class _BlockSDE(torch.nn.Module):
                     f"diffusion {type(self.diffusion).__name__} returned shape {tuple(g.shape)} for a state of shape "
                     f"{tuple(y.shape)}; diagonal noise needs one value per state entry"
                 )
-            self._g_checked = True
+            self.__dict__["_g_checked"] = True
         return g
 
     def _f_and_g(self, t, y):
@@ -410,7 +411,7 @@ class SDEBlock(torch.nn.Module):
             # them and regularizers are off, so only the counts are kept.
             keep = self.training or torch.is_grad_enabled()
             recorder = _SDERecorder(plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=keep, stats=stats)
-        sde.recorder, sde.noise_on = recorder, noise_on
+        sde.__dict__.update(recorder=recorder, noise_on=noise_on)  # plain attributes (see use_time_map)
         sde.use_time_map(time_map)
         kwargs = dict(bm=bm, method=method, dt=dt, adaptive=self.adaptive, rtol=self.rtol,
                       atol=self.atol, dt_min=dt_min)
@@ -425,7 +426,7 @@ class SDEBlock(torch.nn.Module):
                 raise
             ys = None
         finally:
-            sde.noise_on = True
+            sde.__dict__["noise_on"] = True
             sde.use_time_map(None)
         if ys is None or not bool(torch.isfinite(ys[-1]).all()):
             raise FloatingPointError(
@@ -458,24 +459,22 @@ class SDEBlock(torch.nn.Module):
             raise TypeError(f"SDEBlock input has dtype {x.dtype}; states must be floating point (pass x.float())")
         t = self.t.to(device=x.device, dtype=x.dtype)
         members = self.policy.members(self.training, self.epoch, self.iteration) or [self.policy.base.member]
-        # Drop the previous call's statistics first: they hold its graph.
-        self.stats = None
-        stats = StepStats(self.plan, rtol=self.rtol, atol=self.atol) if self.record_stats else None
+        # Drop the previous call's statistics first: they hold its graph. (Per-call attributes are
+        # written straight into __dict__: nn.Module.__setattr__ costs microseconds a call.)
         picked = [(m.method, {}) for m in members]
-        self.last_method = picked[0] if len(picked) == 1 else picked
-        self.last_t = t
-        if self.training:
-            self.iteration += 1
+        self.__dict__.update(stats=None, last_method=picked[0] if len(picked) == 1 else picked, last_t=t,
+                             iteration=self.iteration + 1 if self.training else self.iteration)
+        stats = StepStats(self.plan, rtol=self.rtol, atol=self.atol) if self.record_stats else None
         if self.training and self.policy.active:
             ends = self.policy.ends(t, x.shape[0])
             ys = self._solve_members(members, stats, lambda y0, grid, time_map, method: self._solve(
                 y0, True, grid, time_map, stats, method), x, t, ends)
-            self.last_t = ends
+            self.__dict__["last_t"] = ends
         elif self.training or not self.test_time_noise:
             ys = self._solve_members(members, stats, lambda y0, grid, time_map, method: self._solve(
                 y0, self.training, grid, time_map, stats, method), x, t, None)
         if self.training or not self.test_time_noise:
-            self.stats = stats
+            self.__dict__["stats"] = stats
             out = ys if self.return_all else ys[-1]
             return out.unsqueeze(0) if return_samples else out
         # Test-time noise: the samples as batched solves of up to samples_per_solve copies each,
@@ -487,7 +486,7 @@ class SDEBlock(torch.nn.Module):
                 y0, True, grid, time_map, stats, method), x.repeat(n, 1), t, None)
             ys = ys if self.return_all else ys[-1:]
             chunks.append(ys.reshape(ys.shape[0], n, *x.shape).movedim(1, 0))
-        self.stats = stats
+        self.__dict__["stats"] = stats
         per_sample = torch.cat(chunks)
         if not self.return_all:
             per_sample = per_sample[:, 0]
