@@ -237,7 +237,12 @@ class ODEBlock(torch.nn.Module):
     Args:
         field: the vector field ``field(t, z)``, usually an ``nn.Module``.
         t: the integration times: ``(t0, t1)`` or a 1-D tensor of output times.
-        method, rtol, atol, options, adjoint: as for ``odeint``.
+        method: a registered name, a method spec ``"name:param=value,..."``, a ``Tableau`` or a
+            ``TableauFamily`` (as for ``odeint``).
+        rtol: relative tolerance of adaptive methods.
+        atol: absolute tolerance of adaptive methods.
+        options: torchdiffeq's solver options and a family's parameters (as for ``odeint``).
+        adjoint: solve with ``torchdiffeq.odeint_adjoint``.
         regularizers: ``{name: weight}`` over registered step regularizers; a weight may be a
             schedule ``weight(epoch)`` such as ``ExponentialAnnealing(100, 10, 75)``, and
             ``{name: {"weight": w, **options}}`` passes options to the regularizer.
@@ -248,10 +253,12 @@ class ODEBlock(torch.nn.Module):
             freshly drawn times (STEER); evaluation always uses ``t``.
         end_time_options: the sampler's options (``{"b": 0.5}``); ``"per_sample": True`` draws
             one end time per sample, solved in one batched, time-rescaled solve (see ``policies``).
-        seed / generator: where the draws come from (default: torch's global generator).
+        seed: seeds a generator of the block's own for the draws (end times, schedules).
+        generator: a ``torch.Generator`` for the draws (default: torch's global generator).
         schedule: a registered solver schedule (``"switching"``, ``"smoothing"``,
             ``"output_ensemble"`` or a plugin's) choosing the solver of every call (see
-            ``schedules``); ``schedule_options`` are its options.
+            ``schedules``).
+        schedule_options: the schedule's options.
 
     ``forward(x)`` returns ``z(t1)`` (with an end-time sampler in training: the state at the drawn
     end; with an output ensemble: the weighted mean over its members); ``.last_t`` holds the times

@@ -265,20 +265,29 @@ class SDEBlock(torch.nn.Module):
         t: ``(t0, t1)`` or a 1-D tensor of output times.
         method: a torchsde method for Ito diagonal noise: ``euler`` (Euler-Maruyama), ``milstein``,
             ``srk``.
-        dt: the step (the initial one with ``adaptive=True``); ``rtol``, ``atol``, ``dt_min``: torchsde's.
+        dt: the step (the initial one with ``adaptive=True``).
+        adaptive: let torchsde adapt the step.
+        rtol: torchsde's relative tolerance for adaptive stepping.
+        atol: torchsde's absolute tolerance for adaptive stepping.
+        dt_min: the smallest step adaptive stepping may take.
         adjoint: use ``torchsde.sdeint_adjoint``.
         test_time_noise: in eval mode, average ``samples`` noisy solves (seed 000's TTN) instead of
             solving with the noise off. The samples are solved as one batch of up to
             ``samples_per_solve`` copies of the input at a time, which bounds the memory.
-        seed / generator: make the Brownian paths reproducible: each call draws the path's entropy
-            from the generator (from ``seed``, or torch's global generator if neither is given; giving
-            both is an error).
-        end_time / end_time_options: an end-time sampler, as for ``ODEBlock`` (training only; a
-            per-sample draw rescales time per sample: drift by T_i - t0, noise by its square root).
-        schedule / schedule_options: a solver schedule, as for ``ODEBlock``; its members are
-            torchsde methods (``"switching"`` or ``"output_ensemble"`` over ``["euler", "milstein"]``).
+        samples: how many noisy solves test-time noise averages.
+        samples_per_solve: how many of those one batched solve holds.
+        seed: seeds a generator of the block's own, which makes the Brownian paths reproducible:
+            each call draws the path's entropy from it (giving ``generator`` too is an error).
+        generator: a ``torch.Generator`` for the paths and draws (default: torch's global one).
+        end_time: an end-time sampler, as for ``ODEBlock`` (training only; a per-sample draw
+            rescales time per sample: drift by T_i - t0, noise by its square root).
+        end_time_options: the sampler's options.
+        schedule: a solver schedule, as for ``ODEBlock``; its members are torchsde methods
+            (``"switching"`` or ``"output_ensemble"`` over ``["euler", "milstein"]``).
+        schedule_options: the schedule's options.
         regularizers: as for ``ODEBlock``; step statistics need ``method="euler"``.
         return_all: return the states at all times of ``t``.
+        record_stats: set False to solve without observation (``stats`` is then None).
 
     ``forward(x)`` returns h(t1) (training: one noisy solve; eval: the noise-off solve or the TTN
     mean; ``return_samples=True`` gives the TTN samples stacked first). ``.stats`` and
