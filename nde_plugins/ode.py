@@ -305,7 +305,7 @@ class ODEBlock(torch.nn.Module):
         if self.regularizers and not record_stats:
             raise ValueError("regularizers read the step statistics: record_stats must stay True")
         self._needs = set().union(*(r.requires for r in self.regularizers)) if self.regularizers else set()
-        self._vjp_inputs = any(type(r.regularizer).__name__ == "JacobianFrobenius" for r in self.regularizers)
+        self._vjp_inputs = "input_grad" in self._needs
         # One observing wrapper per wrapper class, reused by every call (building an nn.Module per
         # call costs more than observing a small solve). Not submodules: they only point at field.
         self._observers: dict[type, ObservedField] = {}

@@ -94,7 +94,8 @@ class JacobianFrobenius:
     ``probe="gaussian"`` (default) or ``"rademacher"``; a fresh probe is drawn for every stage.
     """
 
-    requires = frozenset({"stages", "graph"})
+    # "input_grad": the block makes its input require grad, so even the first stage has a Jacobian.
+    requires = frozenset({"stages", "graph", "input_grad"})
 
     def __init__(self, probe: str = "gaussian") -> None:
         if probe not in ("gaussian", "rademacher"):
@@ -243,6 +244,11 @@ def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool
                 f"regularizer {reg.name!r} needs two stages with equal c for Shampine's stiffness estimate; "
                 f"method {plan.method!r} has none (c = {list(plan.c)}). dopri5, tsitouras5, dormand_prince and "
                 "the non-FSAL pairs run adaptively (which add a stage at c = 1) have one"
+            )
+        if "stages" in needs and plan.mode == "other" and plan.kind == "sde":
+            raise ValueError(
+                f"regularizer {reg.name!r} reads per-step records, which SDE solves keep with "
+                f"{', '.join(solvers_with_estimates())} only; method {plan.method!r} records none"
             )
         if "stages" in needs and plan.mode == "other":
             raise ValueError(f"regularizer {reg.name!r} needs Runge-Kutta stages; method {plan.method!r} has none")

@@ -356,6 +356,7 @@ class SDEBlock(torch.nn.Module):
         self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
         if self.regularizers and not record_stats:
             raise ValueError("regularizers read the step statistics: record_stats must stay True")
+        self._vjp_inputs = any("input_grad" in r.requires for r in self.regularizers)
         self.plan = self._plan(method)
         check_supported(self.regularizers, self.plan, adjoint, lambda: STEP_STATISTICS_METHODS)
         # One generator for the Brownian paths, the end-time draws and the schedule's draws. A
@@ -370,9 +371,11 @@ class SDEBlock(torch.nn.Module):
         self.last_method: tuple[str, dict] | list[tuple[str, dict]] | None = None
 
     def _plan(self, method: str) -> SolverPlan:
-        observable = method in STEP_STATISTICS_METHODS and not self.adjoint
+        if method not in STEP_STATISTICS_METHODS or self.adjoint:
+            # Solved and counted, no step records: "other" makes regularizers that read steps refuse.
+            return SolverPlan(method, "other", kind="sde", error_estimate=False, stiffness_estimate=False)
         return SolverPlan(method, "adaptive" if self.adaptive else "fixed", c=(0.0,), b=(1.0,), kind="sde",
-                          error_estimate=observable, stiffness_estimate=observable)
+                          error_estimate=True, stiffness_estimate=True)
 
     def _check_member(self, member: Member) -> None:
         if member.params:
@@ -467,6 +470,9 @@ class SDEBlock(torch.nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"SDEBlock input has dtype {x.dtype}; states must be floating point (pass x.float())")
         t = self.t.to(device=x.device, dtype=x.dtype)
+        if self._vjp_inputs and not x.requires_grad and torch.is_grad_enabled():
+            # The Jacobian probe differentiates each step's drift w.r.t. its input, the first one being x.
+            x = x.detach().requires_grad_(True)
         members = self.policy.members(self.training, self.epoch, self.iteration) or [self.policy.base.member]
         # Drop the previous call's statistics first: they hold its graph. (Per-call attributes are
         # written straight into __dict__: nn.Module.__setattr__ costs microseconds a call.)

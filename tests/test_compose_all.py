@@ -216,18 +216,12 @@ def test_limits_of_composition_are_refused_with_the_reason():
                      regularizers={"error_estimate": 1.0})
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="SDEBlock._plan gives non-euler methods mode 'fixed', so check_supported accepts "
-                          "regularizers that read stages; milstein/srk record no steps and the regularizer is "
-                          "silently 0 without a graph")
 @pytest.mark.parametrize("method", ["milstein", "srk"])
 def test_sde_stage_regularizers_are_refused_for_methods_without_step_records(method):
     with pytest.raises(ValueError, match="euler"):
         nde.SDEBlock(Field(), "additive", {"sigma": 0.1}, method=method, regularizers={"kinetic_energy": 1.0})
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="SDEBlock.forward does not make its input require grad for "
-                                       "jacobian_frobenius, as ODEBlock.forward does (_vjp_inputs)")
 def test_sde_jacobian_regularizer_works_on_an_input_without_grad():
     block = nde.SDEBlock(Field(), "additive", {"sigma": 0.1}, dt=0.25, seed=0,
                          regularizers={"jacobian_frobenius": 1.0})
