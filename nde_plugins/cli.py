@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import importlib.metadata
 import importlib.util
 import inspect
 import json
@@ -19,13 +20,14 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import torch
 
 from . import get_registry, get_tableau, odeint, parse_method_spec, resolve_method, torchdiffeq_method_names
 from ._checks import check_factory_options
 from ._torchdiffeq import is_fixed_grid
-from .plugins import PluginError
+from .plugins import KINDS, PluginError
 from .regularizers import ExponentialAnnealing, build_regularizers
 from .tableaux import Tableau, TableauFamily
 
@@ -40,6 +42,10 @@ MAX_FIXED_STEPS = 100_000
 MAX_SEED = 2**63 - 1
 #: Significant digits a float64 can carry; more only prints rounding noise.
 MAX_PRECISION = 17
+#: `tableau --sweep` draws at most this many members: more curves overlap into an unreadable figure.
+MAX_SWEEP = 16
+#: Figure formats --plot writes (matplotlib picks the format from the suffix).
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -192,6 +198,63 @@ def family_param(text: str) -> tuple[str, float]:
     return key, number
 
 
+def sweep_range(text: str) -> tuple[str, list[float]]:
+    """``PARAM=START:STOP:N``: N evenly spaced values from START to STOP (both included), N in [2, MAX_SWEEP]."""
+    key, sep, rest = text.partition("=")
+    key, parts = key.strip(), rest.split(":")
+    if not sep or not key or len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PARAM=START:STOP:N, e.g. u=0.1:1.0:10")
+    ends = []
+    for label, part in zip(("START", "STOP"), parts[:2]):
+        try:
+            number = float(part)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise argparse.ArgumentTypeError(f"{text!r}: {label} must be a finite number, got {part.strip()!r}")
+        ends.append(number)
+    try:
+        count = _whole(2, MAX_SWEEP)(parts[2].strip())
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: N {exc} (members drawn on one figure)") from None
+    start, stop = ends
+    # 12 significant digits: 0.1 + 0.1 * 2 is shown and named 0.3, not 0.30000000000000004.
+    values = [float(f"{start + (stop - start) * i / (count - 1):.12g}") for i in range(count)]
+    if len(set(values)) != count:
+        raise argparse.ArgumentTypeError(f"{text!r}: START and STOP must differ enough to give {count} distinct "
+                                         "values")
+    return key, values
+
+
+def plot_path(text: str) -> str:
+    """Where --plot writes its figure: a .png, .pdf or .svg file in an existing directory.
+
+    Checked as the command line is parsed, so a run is not trained for minutes and then unable to
+    draw: matplotlib (the ``plots`` extra) must be installed, which is looked up without importing it.
+    """
+    if importlib.util.find_spec("matplotlib") is None:
+        raise argparse.ArgumentTypeError("plots need matplotlib: pip install 'nde_plugins[plots]'")
+    path = Path(text)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text!r} must end in {', '.join(PLOT_SUFFIXES)} (the suffix sets the "
+                                         "figure's format), e.g. figure.png")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name such as {text}/figure.png")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the directory {str(path.parent)!r} of {text!r} does not exist; "
+                                         "create it first")
+    return text
+
+
+def plugin_kind(text: str) -> str:
+    """A plugin kind of the registry (``tableau``, ``diffusion``, ...)."""
+    if text in KINDS:
+        return text
+    close = difflib.get_close_matches(text, KINDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise argparse.ArgumentTypeError(f"unknown plugin kind {text!r}{hint} (kinds: {', '.join(KINDS)})")
+
+
 def _checked_spec(parse: Callable[[str], object], name: str, doc: str) -> Callable[[str], str]:
     """An argparse ``type=`` for a plugin spec: ``parse`` checks it fully; the text itself is kept."""
 
@@ -300,7 +363,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             "origin": reg.source.origin,
             "description": _describe(reg.obj),
         }
-        for reg in registry.registrations()
+        for reg in registry.registrations(args.kind)
     ]
     errors = [
         {"plugin": e.source.plugin, "source": e.source.distribution, "version": e.source.version, "error": e.message}
@@ -344,9 +407,91 @@ def _params(pairs: Sequence[tuple[str, float]], spec_params: dict[str, float]) -
     return params
 
 
+def _write_figure(draw: Callable[[], None], path: str) -> None:
+    """Draw with matplotlib; a file that cannot be written is the user's error, named as --plot."""
+    try:
+        draw()
+    except OSError as exc:
+        raise UsageError(f"argument --plot: cannot write {path!r}: {exc.strerror or exc}") from exc
+
+
+def _stability_lines(tableau: Tableau) -> list[str]:
+    from .tableaux._stability import (
+        error_coefficient_norm,
+        format_polynomial,
+        real_stability_interval,
+        stability_polynomial,
+    )
+
+    lines = []
+    for which in ("b", "b_hat") if tableau.is_adaptive else ("b",):
+        coefficients = stability_polynomial(tableau, which)
+        lines.append(f"stability function ({which}): R(z) = {format_polynomial(coefficients)}")
+        lines.append(f"  real stability interval [{real_stability_interval(coefficients):.4f}, 0]; principal "
+                     f"error coefficients (order {(tableau.order if which == 'b' else tableau.embedded_order) + 1} "
+                     f"trees): 2-norm {error_coefficient_norm(tableau, which):.4g}")
+    return lines
+
+
+def _family_names() -> list[str]:
+    registry = get_registry()
+    return [reg.name for reg in registry.registrations("tableau") if isinstance(reg.obj, TableauFamily)]
+
+
+def _tableau_sweep(args: argparse.Namespace, name: str, fixed: dict[str, float]) -> int:
+    """``tableau FAMILY --sweep PARAM=START:STOP:N``: the members' stability and error coefficients."""
+    from .tableaux._stability import (
+        error_coefficient_norm,
+        format_polynomial,
+        real_stability_interval,
+        shared_stability_function,
+        stability_polynomial,
+    )
+
+    param, values = args.sweep
+    family = get_registry().get("tableau", name)
+    if not isinstance(family, TableauFamily):
+        raise UsageError(f"argument --sweep: {name!r} is a single tableau, not a family; --sweep varies a family's "
+                         f"parameter (families: {', '.join(_family_names())})")
+    if param not in family.params:
+        raise UsageError(f"argument --sweep: family {name!r} has no parameter {param!r}; its parameters are "
+                         f"{', '.join(family.params)}")
+    if param in fixed:
+        raise UsageError(f"argument --sweep: {param!r} is swept and also set to {fixed[param]:g} in NAME or --param; "
+                         "give it once")
+    members = []
+    for value in values:
+        with _argument("--sweep"):
+            members.append(family.member({**fixed, param: value}))
+    polynomials = [stability_polynomial(member) for member in members]
+    others = ", ".join(f"{k}={v:g}" for k, v in family.resolve({**fixed, param: values[0]}).items() if k != param)
+    print(f"{name}: {param} from {values[0]:g} to {values[-1]:g}, {len(values)} members"
+          + (f" ({others})" if others else ""))
+    order = members[0].order
+    print(f"  {param:<10s}  {'real stability interval':<25s}  principal error coefficients (order {order + 1}), 2-norm")
+    for value, member, coefficients in zip(values, members, polynomials):
+        interval = f"[{real_stability_interval(coefficients):.4f}, 0]"
+        print(f"  {value:<10.6g}  {interval:<25s}  {error_coefficient_norm(member):.4g}")
+    if shared_stability_function(polynomials):
+        print(f"every member has the same stability function R(z) = {format_polynomial(polynomials[0])}: "
+              f"{param} changes the error coefficients, not the stability region")
+    else:
+        print("the members' stability functions differ:")
+        for value, coefficients in zip(values, polynomials):
+            print(f"  {param}={value:g}: R(z) = {format_polynomial(coefficients)}")
+    if args.plot is not None:
+        from .plots import plot_stability_sweep
+
+        _write_figure(lambda: plot_stability_sweep(family, param, values, args.plot, fixed), args.plot)
+        print(f"figure written to {args.plot}")
+    return 0
+
+
 def cmd_tableau(args: argparse.Namespace) -> int:
     name, spec_params = parse_method_spec(args.name)
     params = _params(args.param, spec_params)
+    if args.sweep is not None:
+        return _tableau_sweep(args, name, {**spec_params, **params})
     with _argument("--param" if params else "NAME"):
         tableau = get_tableau(name, **spec_params, **params)
     print(f"{tableau.name}: {tableau.stages} stages, order {tableau.order}"
@@ -362,6 +507,13 @@ def cmd_tableau(args: argparse.Namespace) -> int:
         print(f"  {'order':>5s}  {'tree':24s} {'sum w*Phi':>22s} {'1/gamma':>22s} {'residual':>10s}")
         for r in residuals:
             print(f"  {r.order:5d}  {r.label:24s} {r.value:22.16g} {r.target:22.16g} {r.residual:10.2e}")
+    print()
+    print("\n".join(_stability_lines(tableau)))
+    if args.plot is not None:
+        from .plots import plot_stability
+
+        _write_figure(lambda: plot_stability(tableau, args.plot), args.plot)
+        print(f"\nfigure written to {args.plot}")
     return 0
 
 
@@ -746,7 +898,7 @@ def _check_before_training(args: argparse.Namespace, runs: dict[str, dict]) -> N
         variant = f"--compare (variant {label!r})" if args.compare is not None else None
         with _argument(variant or ("--regularizer" if regularizers else "--method")):
             ODEBlock(_unused_field, t=t, method=args.method, rtol=args.rtol, atol=args.atol,
-                     regularizers=regularizers or None)
+                     regularizers=regularizers or None, adjoint=args.adjoint)
         if end_time is not None:
             with _argument("--end-time" if args.end_time is not None else variant or "--end-time"):
                 ODEBlock(_unused_field, t=t, method=args.method, rtol=args.rtol, atol=args.atol,
@@ -774,6 +926,15 @@ def _describe_end_time(task: str, end_time: tuple[str, dict] | None) -> str:
         default = abs(t1 - t0) - float(options.get("min_length", MIN_LENGTH))
         text = ", ".join(filter(None, [f"b={default:.4g} (default)", text]))
     return f"{name}({text})" if text else name
+
+
+def _run_title(args: argparse.Namespace, given: dict, end_time: tuple[str, dict] | None) -> str:
+    """One line naming a single digits or stiff run (the figure's title)."""
+    regs = ", ".join(f"{k}={v['weight']!r}" for k, v in given.items()) or "none"
+    task = _stiff_header(args) if args.task == "stiff" else \
+        f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs"
+    return (f"{task}, regularizers: {regs}, end time: {_describe_end_time(args.task, end_time)}"
+            + (", adjoint" if args.adjoint else "") + f", seed {args.seed}")
 
 
 def _print_digits(args: argparse.Namespace, result, given: dict, end_time: tuple[str, dict] | None) -> None:
@@ -814,7 +975,7 @@ def _train_synthetic(args: argparse.Namespace) -> int:
     for flag, value in (("--regularizer", args.regularizer), ("--end-time", args.end_time),
                         ("--compare", args.compare), ("--rtol", args.rtol), ("--atol", args.atol),
                         ("--epochs", args.epochs), ("--stiffness-ratio", args.stiffness_ratio),
-                        ("--variant", args.variant)):
+                        ("--variant", args.variant), ("--adjoint", args.adjoint)):
         if value:
             raise UsageError(f"argument {flag}: does not apply to --task {args.task} (a fixed-grid Euler task; "
                              "give --step-size or --schedule step_adaption)")
@@ -833,19 +994,33 @@ def _train_synthetic(args: argparse.Namespace) -> int:
                              steps=steps_of(args.step_size) if args.step_size else None, iterations=args.iterations,
                              batch_size=args.batch_size or 128, lr=args.lr)
     result = train_synthetic(config, progress=False if args.json else None)
+    how = "under step adaption" if schedule else f"at K = {config.steps} steps"
+    title = f"{args.task}, {args.method} {how}, seed {args.seed}"
     if args.json:
         json.dump(result.as_dict(), sys.stdout, indent=2)
         print()
-        return 0
-    how = "under step adaption" if schedule else f"at K = {config.steps} steps"
-    print(f"{args.task}, {args.method} {how}, seed {args.seed}")
-    print(f"  test accuracy    {100 * result.test_accuracy:.2f} %")
-    print(f"  train accuracy   {100 * result.train_accuracy:.2f} %")
-    print(f"  NFE / iteration  {result.mean_nfe:.1f} (training solve; {result.mean_nfe_with_checks:.1f} with checks)")
-    print(f"  final steps      {result.final_steps}")
-    print(f"  proper-ODE check {result.verdict} (largest gap {100 * result.worst_gap:.1f} points)")
-    print(f"  training time    {result.train_time_s:.2f} s")
+    else:
+        print(title)
+        print(f"  test accuracy    {100 * result.test_accuracy:.2f} %")
+        print(f"  train accuracy   {100 * result.train_accuracy:.2f} %")
+        print(f"  NFE / iteration  {result.mean_nfe:.1f} (training solve; {result.mean_nfe_with_checks:.1f} with "
+              "checks)")
+        print(f"  final steps      {result.final_steps}")
+        print(f"  proper-ODE check {result.verdict} (largest gap {100 * result.worst_gap:.1f} points)")
+        print(f"  training time    {result.train_time_s:.2f} s")
+    _plot_training(args, result, title)
     return 0
+
+
+def _plot_training(args: argparse.Namespace, result, title: str, evaluations: list[dict] | None = None) -> None:
+    """train --plot for one run: loss, accuracy and NFE per iteration (after the results are printed)."""
+    if args.plot is None:
+        return
+    from .plots import plot_training
+
+    _write_figure(lambda: plot_training(result.iterations, args.plot, title, evaluations), args.plot)
+    if not args.json:
+        print(f"figure written to {args.plot}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -865,7 +1040,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     variants = _variants(args, given, end_time) if args.compare is not None else None
     _check_before_training(args, variants if variants is not None else {"": single})
     common = {"method": args.method, "rtol": args.rtol, "atol": args.atol, "seed": args.seed,
-              "batch_size": args.batch_size, "lr": args.lr, **single}
+              "batch_size": args.batch_size, "lr": args.lr, "adjoint": args.adjoint, **single}
     progress = False if args.json else None
     if args.task == "stiff":
         for flag, value in (("--schedule", args.schedule), ("--step-size", args.step_size)):
@@ -889,6 +1064,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print()
         else:
             printer(args, result, given, end_time)
+        _plot_training(args, result, _run_title(args, given, end_time),
+                       result.history if args.task == "stiff" else None)
         return 0
     results = compare_configs(variants, base, range(args.seed, args.seed + args.seeds),
                               run=lambda config: run(config, progress=progress))
@@ -898,6 +1075,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(header)
         print(format_table(results, columns))
+    if args.plot is not None:
+        from .plots import plot_comparison
+
+        _write_figure(lambda: plot_comparison(results, columns, args.plot, header), args.plot)
+        if not args.json:
+            print(f"figure written to {args.plot}")
     return 0
 
 
@@ -907,17 +1090,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Train a model on a task with a solver, then ask whether it is an ODE (the proper-ODE check)."""
-    from .proper_ode import proper_ode_check
-
-    if args.plot is not None:
-        from .plots import _pyplot
-
-        with _argument("--plot"):
-            try:
-                _pyplot()
-            except ImportError as exc:
-                raise ValueError(str(exc)) from None
     from .ode import ODEBlock
+    from .proper_ode import proper_ode_check
 
     with _argument("--method"):
         ODEBlock(_unused_field, method=args.method, options={"step_size": 1.0 / args.steps})
@@ -944,16 +1118,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         x_test, y_test = data.x_test, data.y_test
         history = result.step_history
     report = proper_ode_check(model, model.block, (x_test, y_test), threshold=args.threshold)
-    if args.plot is not None:
-        from .plots import plot_check_report
-
-        plot_check_report(report, args.plot, history)
     if args.json:
         print(json.dumps({**report.as_dict(), "task": args.task, "step_history": history}, indent=2))
     else:
         print(f"{args.task}, trained with {args.method}" + (" under step adaption" if args.adapt else
                                                              f" at K = {args.steps} steps") + f", seed {args.seed}")
         print(report.table())
+    if args.plot is not None:
+        from .plots import plot_check_report
+
+        _write_figure(lambda: plot_check_report(report, args.plot, history), args.plot)
+        if not args.json:
+            print(f"figure written to {args.plot}")
     return 0
 
 
@@ -961,24 +1137,107 @@ def cmd_check(args: argparse.Namespace) -> int:
 # the parser and main
 
 
+#: Command lines shown under "examples:" in each help text (None: the top-level help); a test parses each.
+EXAMPLES: dict[str | None, tuple[str, ...]] = {
+    None: (
+        "nde-plugins plugins --kind tableau",
+        "nde-plugins tableau rk2 --sweep u=0.1:1.0:10 --plot rk2_sweep.png",
+        "nde-plugins train --epochs 5 --regularizer error_estimate:weight=0.1 --plot train.png",
+    ),
+    "plugins": (
+        "nde-plugins plugins",
+        "nde-plugins plugins --kind step_regularizer",
+        "nde-plugins plugins --json",
+    ),
+    "tableau": (
+        "nde-plugins tableau rk4_uv --param u=0.3 --param v=0.7",
+        "nde-plugins tableau dormand_prince --plot dormand_prince.png",
+        "nde-plugins tableau rk2 --sweep u=0.1:1.0:10 --plot rk2_sweep.png",
+        "nde-plugins tableau rk4_uv:v=0.8 --sweep u=0.1:0.4:4",
+    ),
+    "solve": (
+        "nde-plugins solve --method rk4_uv:u=0.3,v=0.7 --step-size 0.05",
+        "nde-plugins solve --method tsitouras5 --rtol 1e-8 --atol 1e-10 --json",
+    ),
+    "check": (
+        "nde-plugins check --task spheres --steps 2 --iterations 300 --plot check.png",
+        "nde-plugins check --task digits --method rk2:u=0.5 --steps 2 --epochs 5",
+    ),
+    "train": (
+        "nde-plugins train --epochs 5 --regularizer error_estimate:weight=0.1 --plot train.png",
+        "nde-plugins train --epochs 5 --compare vanilla,error_estimate --seeds 3 --plot compare.png",
+        "nde-plugins train --task stiff --iterations 300 --end-time steer --plot stiff.png",
+        "nde-plugins train --method rk2:u=0.5 --step-size 0.125 --schedule smoothing:sigma=0.0125",
+        "nde-plugins train --task spheres --step-size 0.125 --iterations 500",
+    ),
+}
+
+
+def _examples(command: str | None) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[command])
+
+
+def _version() -> str:
+    """The installed distribution's version; the package's own where it runs from a source tree."""
+    try:
+        return importlib.metadata.version("nde_plugins")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+class _VersionAction(argparse.Action):
+    """--version: looks the version up only when asked (argparse's own action formats it up front)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version of nde_plugins and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
+def _command(sub, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand whose help starts with its summary and ends with example command lines."""
+    return sub.add_parser(name, help=summary, description=description or summary, epilog=_examples(name),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nde-plugins", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="nde-plugins", description=__doc__.split("\n\n")[0].replace("``", ""), epilog=_examples(None),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("plugins", help="list registered plugins of every kind and plugins that failed to load")
+    p = _command(sub, "plugins", "list registered plugins of every kind and plugins that failed to load")
+    p.add_argument("--kind", type=plugin_kind, default=None, metavar="KIND",
+                   help=f"list only plugins of this kind: {', '.join(KINDS)} (plugins that failed to load are "
+                        "always listed)")
     p.add_argument("--json", action="store_true", help="print a JSON list of objects (kind, name, source, ...)")
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("tableau", help="print a tableau's Butcher table and order-condition residuals")
+    p = _command(sub, "tableau", "print a tableau's Butcher table, order-condition residuals and stability; "
+                                 "draw its stability region",
+                 "Print a tableau's Butcher table, order-condition residuals, stability function and principal "
+                 "error\ncoefficients. --plot draws the stability region |R(z)| <= 1 (with the embedded method's "
+                 "for a pair);\n--sweep compares members of a family, --plot overlays their regions.")
     p.add_argument("name", type=tableau_spec, metavar="NAME",
                    help="registered tableau or family, or a family spec, e.g. rk4_uv or rk4_uv:u=0.3,v=0.7")
     p.add_argument("--param", type=family_param, action="append", default=[], metavar="NAME=VALUE",
                    help="family parameter, a finite number (repeatable; each parameter once, here or in NAME)")
     p.add_argument("--precision", type=_whole(1, MAX_PRECISION), default=6,
                    help=f"significant digits in the table, 1 to {MAX_PRECISION} (default %(default)s)")
+    p.add_argument("--sweep", type=sweep_range, default=None, metavar="PARAM=START:STOP:N",
+                   help=f"families only: N members (2 to {MAX_SWEEP}) with PARAM evenly spaced from START to STOP, "
+                        "every value inside the family's domain; prints each member's real stability interval and "
+                        "error coefficients")
+    p.add_argument("--plot", type=plot_path, default=None, metavar="PATH",
+                   help="write the stability region(s) as a figure (.png, .pdf or .svg; needs the plots extra)")
     p.set_defaults(func=cmd_tableau)
 
-    p = sub.add_parser("solve", help="solve a harmonic oscillator with a method and report the error and NFE")
+    p = _command(sub, "solve", "solve a harmonic oscillator with a method and report the error and NFE")
     p.add_argument("--method", type=method_spec, default="rk4_uv:u=0.3,v=0.7",
                    help="torchdiffeq method, registered tableau or family spec (default %(default)s)")
     p.add_argument(
@@ -994,8 +1253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_solve)
 
-    p = sub.add_parser("check", help="train a model on a task, then check whether it is an ODE or a map tied to "
-                                     "its solver (seed 002)")
+    p = _command(sub, "check", "train a model on a task, then check whether it is an ODE or a map tied to its "
+                               "solver (seed 002)")
     p.add_argument("--task", choices=["spheres", "three_minima", "digits"], default="spheres")
     p.add_argument("--method", type=method_spec, default="euler",
                    help="fixed-grid training solver: euler, midpoint, rk4 or a tableau spec such as rk2:u=0.5 "
@@ -1007,12 +1266,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=positive_float, default=0.1,
                    help="largest accuracy gap of an ODE-like model (default %(default)g)")
     p.add_argument("--seed", type=_whole(0, MAX_SEED, "2**63 - 1"), default=0)
-    p.add_argument("--plot", default=None, metavar="PATH", help="write the accuracy-vs-test-solver figure (PNG)")
+    p.add_argument("--plot", type=plot_path, default=None, metavar="PATH",
+                   help="write the accuracy-vs-test-solver figure (.png, .pdf or .svg; needs the plots extra)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("train", help="train a Neural ODE on an embedded task, optionally with regularizers "
-                                     "and a random end time")
+    p = _command(sub, "train", "train a Neural ODE on an embedded task, optionally with regularizers and a "
+                               "random end time")
     p.add_argument("--task", choices=["digits", "stiff", *SYNTHETIC_TASKS], default="digits",
                    help="digits: classifier on scikit-learn's 8x8 digits; stiff: seed 003's stiff toy ODE; "
                         "spheres, three_minima: seed 002's synthetic sets (default %(default)s)")
@@ -1056,6 +1316,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch size, >= 1 (default 128 for digits, 20 for stiff)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate > 0: Adam for digits (default 3e-3), RMSprop for stiff (default 1e-4)")
+    p.add_argument("--adjoint", action="store_true",
+                   help="digits, stiff: backpropagate with the adjoint method (odeint_adjoint); its backward field "
+                        "evaluations are counted and plotted")
+    p.add_argument("--plot", type=plot_path, default=None, metavar="PATH",
+                   help="write a figure (.png, .pdf or .svg; needs the plots extra): loss, accuracy and NFE per "
+                        "iteration, or with --compare the table as bar charts (mean +- std over seeds)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
     return parser

@@ -1,4 +1,7 @@
+import argparse
+import importlib.util
 import json
+import shlex
 
 import pytest
 
@@ -144,3 +147,71 @@ def test_train_a_synthetic_task_reports_the_check(capsys):
     assert main(["train", "--task", "spheres", "--step-size", "0.5", "--iterations", "10"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("spheres, euler at K = 2 steps") and "proper-ODE check" in out
+
+
+def test_version_is_the_installed_distribution(capsys):
+    import importlib.metadata
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"nde-plugins {importlib.metadata.version('nde_plugins')}\n"
+
+
+def test_plugins_of_one_kind(capsys):
+    assert main(["plugins", "--kind", "step_regularizer"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0]  # plugins that failed to load follow a blank line
+    rows = table.splitlines()[1:]
+    assert rows and all(row.split()[0] == "step_regularizer" for row in rows)
+    assert any(row.split()[1] == "error_estimate" for row in rows)
+    assert main(["plugins", "--kind", "end_time_sampler", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {row["kind"] for row in listed} <= {"end_time_sampler", "load_error"}
+    assert "steer" in {row["name"] for row in listed}
+
+
+def _subcommands():
+    from nde_plugins.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+@pytest.mark.parametrize("command", [None, "plugins", "tableau", "solve", "check", "train"])
+def test_every_help_shows_examples_that_parse(command, capsys):
+    from nde_plugins.cli import build_parser
+
+    assert command is None or command in _subcommands()
+    assert main(["--help"] if command is None else [command, "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "examples:" in help_text
+    examples = [line.strip() for line in help_text.split("examples:", 1)[1].splitlines() if line.strip()]
+    assert examples and all(line.startswith("nde-plugins ") for line in examples)
+    for line in examples:
+        argv = shlex.split(line)[1:]
+        if "--plot" in argv and importlib.util.find_spec("matplotlib") is None:
+            continue
+        args = build_parser().parse_args(argv)  # a bad example raises UsageError here
+        assert command is None or args.command == command
+
+
+def test_every_subcommand_has_examples():
+    from nde_plugins.cli import EXAMPLES
+
+    assert set(_subcommands()) == {name for name in EXAMPLES if name is not None}
+
+
+def test_tableau_prints_the_stability_function(capsys):
+    assert main(["tableau", "rk4_classic"]) == 0
+    out = capsys.readouterr().out
+    assert "stability function (b): R(z) = 1 + z + z^2/2 + z^3/6 + z^4/24" in out
+    assert "real stability interval [-2.7853, 0]" in out
+    assert main(["tableau", "heun_euler"]) == 0
+    assert "stability function (b_hat): R(z) = 1 + z\n" in capsys.readouterr().out
+
+
+def test_tableau_sweep_lists_the_members(capsys):
+    assert main(["tableau", "rk4_uv", "--param", "v=0.8", "--sweep", "u=0.1:0.4:4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rk4_uv: u from 0.1 to 0.4, 4 members (v=0.8)")
+    assert [line.split()[0] for line in out.splitlines()[2:6]] == ["0.1", "0.2", "0.3", "0.4"]
+    assert "every member has the same stability function R(z) = 1 + z + z^2/2 + z^3/6 + z^4/24" in out

@@ -32,6 +32,9 @@ BAD = [
     (["plugins", "extra"], ["unrecognized arguments: extra"]),
     (["plugins", "--bogus"], ["--bogus"]),
     (["plugins", "--json=yes"], ["--json"]),
+    (["plugins", "--kind", "tablau"], ["argument --kind", "did you mean 'tableau'", "step_regularizer"]),
+    (["plugins", "--kind", "tableaux", "--json"], ["argument --kind", "unknown plugin kind 'tableaux'"]),
+    (["plugins", "--kind"], ["argument --kind", "expected one argument"]),
     # tableau
     (["tableau"], ["NAME", "required"]),
     (["tableau", "nope"], ["argument NAME", "unknown tableau 'nope'"]),
@@ -55,6 +58,22 @@ BAD = [
     (["tableau", "rk2", "--precision", "-3"], ["argument --precision", "[1, 17]"]),
     (["tableau", "rk2", "--precision", "99"], ["argument --precision", "[1, 17]"]),
     (["tableau", "rk2", "--precision", "2.5"], ["argument --precision", "whole number"]),
+    # tableau --sweep / --plot
+    (["tableau", "dormand_prince", "--sweep", "u=0.1:1:3"], ["argument --sweep", "not a family", "rk4_uv"]),
+    (["tableau", "rk2", "--sweep", "w=0.1:1:3"], ["argument --sweep", "no parameter 'w'", "parameters are u"]),
+    (["tableau", "rk2", "--sweep", "u=-1:1:3"], ["argument --sweep", "u=0.0", "domain rule 'u != 0'"]),
+    (["tableau", "rk4_uv", "--param", "v=0.5", "--sweep", "u=0.1:0.9:5"], ["argument --sweep", "u not in {0, 1/2, 1}"]),
+    (["tableau", "rk2:u=0.5", "--sweep", "u=0.1:1:3"], ["argument --sweep", "swept and also set"]),
+    (["tableau", "rk2", "--sweep", "u=0.1:1"], ["argument --sweep", "not PARAM=START:STOP:N"]),
+    (["tableau", "rk2", "--sweep", "0.1:1:3"], ["argument --sweep", "not PARAM=START:STOP:N"]),
+    (["tableau", "rk2", "--sweep", "u=abc:1:3"], ["argument --sweep", "START must be a finite number"]),
+    (["tableau", "rk2", "--sweep", "u=0.1:inf:3"], ["argument --sweep", "STOP must be a finite number"]),
+    (["tableau", "rk2", "--sweep", "u=0.1:1:1"], ["argument --sweep", "N must be a whole number in [2, 16]"]),
+    (["tableau", "rk2", "--sweep", "u=0.1:1:99"], ["argument --sweep", "[2, 16]"]),
+    (["tableau", "rk2", "--sweep", "u=0.1:1:2.5"], ["argument --sweep", "whole number"]),
+    (["tableau", "rk2", "--sweep", "u=0.5:0.5:3"], ["argument --sweep", "must differ"]),
+    (["tableau", "rk2", "--plot", "region.txt"], ["argument --plot", "must end in .png"]),
+    (["tableau", "rk2", "--plot", "/no/such/directory/region.png"], ["argument --plot", "does not exist"]),
     # solve
     (["solve", "--step-size", "-1"], ["argument --step-size", "> 0"]),
     (["solve", "--step-size", "0"], ["argument --step-size", "> 0"]),
@@ -136,6 +155,11 @@ BAD = [
     (["check", "--threshold", "-1"], ["argument --threshold", "> 0"]),
     (["check", "--task", "digits", "--iterations", "5"], ["argument --iterations", "--epochs"]),
     (["check", "--epochs", "5"], ["argument --epochs", "--iterations"]),
+    (["check", "--plot", "check.jpg"], ["argument --plot", "must end in .png, .pdf, .svg"]),
+    (["train", "--plot", "/no/such/directory/train.png"], ["argument --plot", "does not exist", "create it"]),
+    (["train", "--compare", "vanilla,steer", "--plot", "compare"], ["argument --plot", "must end in"]),
+    (["train", "--adjoint", "--regularizer", "error_estimate"], ["argument --regularizer", "adjoint"]),
+    (["train", "--task", "spheres", "--step-size", "0.5", "--adjoint"], ["argument --adjoint", "does not apply"]),
     (["train", "--task", "spheres"], ["argument --step-size", "needs a fixed step"]),
     (["train", "--task", "spheres", "--step-size", "0.1", "--end-time", "steer"], ["argument --end-time",
                                                                                     "does not apply"]),
@@ -289,3 +313,18 @@ def test_no_traceback_from_the_command(tmp_path):
         assert proc.returncode == 2, err
         assert "Traceback" not in err and err.count("\n") == 1, err
         assert name in err and out == ""
+
+
+def test_a_figure_that_cannot_be_written_is_one_line(monkeypatch, tmp_path, capsys):
+    import errno
+
+    import nde_plugins.plots as plots
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(plots, "plot_stability", refused)
+    path = tmp_path / "region.png"
+    assert main(["tableau", "rk2", "--plot", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"nde-plugins tableau: error: argument --plot: cannot write {str(path)!r}: Permission denied\n"

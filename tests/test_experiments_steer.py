@@ -137,6 +137,14 @@ def test_tiny_run_returns_finite_numbers(variant, end_time):
         assert math.isfinite(value) and value >= 0
     assert result.best_test_mae == min(h["test_mae"] for h in result.history)
     assert result.nfe_test > 0 and result.train_time_s > 0 and result.config["end_time"] == end_time
+    log = result.iterations
+    assert len(log) == 3 and log.accuracy == [] and log.loss == [h["train_loss"] for h in result.history]
+    assert sum(log.nfe_forward) / 3 == result.nfe_train and log.nfe_backward == [0, 0, 0]
+
+
+def test_the_adjoint_counts_backward_evaluations():
+    result = train_stiff(StiffConfig(iterations=2, adjoint=True, **TINY), progress=False)
+    assert result.iterations.adjoint and len(result.iterations) == 2 and min(result.iterations.nfe_backward) > 0
 
 
 def test_runs_with_steer_are_reproducible():

@@ -104,6 +104,10 @@ def test_a_fixed_grid_run_reports_finite_numbers_and_a_check():
     assert result.step_history == [] and result.verdict in ("ODE-like", "solver-dependent")
     assert {row["solver"] for row in result.check["rows"]} == {"euler", "midpoint", "rk4"}
     assert result.config["lr"] == 1e-3 and result.config["iterations"] == 12
+    log = result.iterations  # per iteration, plain numbers
+    assert len(log) == 12 and log.nfe_forward == [2] * 12 and log.nfe_backward == [0] * 12 and not log.adjoint
+    assert all(type(x) is float and 0 <= x <= 100 for x in log.accuracy) and len(log.accuracy) == 12
+    assert all(type(x) is float and math.isfinite(x) for x in log.loss)
 
 
 def test_a_step_adaption_run_moves_its_step_and_counts_the_checks():
@@ -111,6 +115,8 @@ def test_a_step_adaption_run_moves_its_step_and_counts_the_checks():
     result = train_synthetic(config, progress=False)
     assert len(result.step_history) == 2 and result.final_steps == result.step_history[-1]
     assert len(result.nfe_per_iteration) == 20 and math.isfinite(result.mean_nfe)
+    # The log holds the training solve's evaluations, read before the adaption's own solves.
+    assert result.iterations.nfe_forward == result.nfe_per_iteration
     assert result.mean_nfe_with_checks > result.mean_nfe  # the checks evaluate the field too
     assert math.isfinite(result.worst_gap) and result.check["training_solver"].startswith("euler")
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..ode import ODEBlock, odeint
+from .history import IterationLog
 from .progress import progress_bar
 
 SPLIT_SEED = 0
@@ -74,7 +75,8 @@ class TrainConfig:
     """One training run. ``end_time``: a registered end-time sampler (e.g. ``"steer"``) or None;
     ``end_time_options`` go to its factory (``{"b": 0.5}``). ``step_size`` runs the method on a
     fixed grid; ``schedule`` / ``schedule_options`` name a solver schedule (``"smoothing"``,
-    ``"step_adaption"``, ...), whose ``update`` the training loop calls after every backward."""
+    ``"step_adaption"``, ...), whose ``update`` the training loop calls after every backward.
+    ``adjoint``: backpropagate with ``odeint_adjoint`` (its backward evaluations are then counted)."""
 
     method: str = "dopri5"
     rtol: float = 1.4e-8
@@ -90,6 +92,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 3e-3
     hidden: int = 100
+    adjoint: bool = False
 
 
 @dataclass
@@ -101,6 +104,7 @@ class TrainResult:
     train_time_s: float
     predict_time_s: float
     history: list[dict] = field(default_factory=list)
+    iterations: IterationLog = field(default_factory=IterationLog)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +129,8 @@ def build_block(config: TrainConfig) -> ODEBlock:
         policy["seed"] = config.seed ^ END_TIME_STREAM
     options = {"step_size": config.step_size} if config.step_size is not None else None
     return ODEBlock(TimeConcatField(64, config.hidden), t=(T0, T1), method=config.method, rtol=config.rtol,
-                    atol=config.atol, options=options, regularizers=config.regularizers or None, **policy)
+                    atol=config.atol, options=options, regularizers=config.regularizers or None,
+                    adjoint=config.adjoint, **policy)
 
 
 def accuracy_over_end_times(model: DigitsClassifier, x: torch.Tensor, y: torch.Tensor,
@@ -162,7 +167,8 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
     ``progress``: show a tqdm bar (None: only on a terminal). Training time covers the optimization
     loop only; prediction time is one forward solve over the whole test set (integrated to t1,
     whatever the end-time sampler). ``history`` holds per epoch the mean forward NFE of the
-    training solves, which with a sampler varies with the drawn end times.
+    training solves, which with a sampler varies with the drawn end times; ``iterations`` holds
+    per batch the loss, batch accuracy and forward / backward NFE (``IterationLog``).
     """
     x_train, y_train, x_test, y_test = load_digits_split()
     torch.manual_seed(config.seed)
@@ -173,6 +179,7 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
     n_batches = (len(x_train) + config.batch_size - 1) // config.batch_size
     bar = progress_bar(config.epochs * n_batches, progress, "batch")
     history = []
+    log = IterationLog(adjoint=config.adjoint)
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         block.epoch = epoch
@@ -186,15 +193,19 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
             reg = block.regularization()
             optimizer.zero_grad(set_to_none=True)
             (loss + reg).backward()
+            # Read before the schedule's update: its comparison solves replace the block's statistics.
+            stats = block.stats
             update = getattr(block.policy.schedule, "update", None)
             if update is not None:  # step / tolerance adaption compare solvers on this batch
                 update(model, x_train[idx], y_train[idx])
             optimizer.step()
-            nfe += block.stats.nfe_forward
+            nfe += stats.nfe_forward
             reg_total += reg.item()
+            log.record(loss.item(), stats.nfe_forward, stats.nfe_backward,
+                       accuracy=(logits.detach().argmax(1) == y_train[idx]).float().mean().item() * 100)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", nfe=block.stats.nfe_forward)
+                bar.set_postfix(epoch=epoch, loss=f"{log.loss[-1]:.3f}", nfe=stats.nfe_forward)
         history.append({"epoch": epoch, "mean_nfe": nfe / n_batches, "mean_regularization": reg_total / n_batches})
     train_time = time.perf_counter() - start
     if bar is not None:
@@ -214,6 +225,7 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
         train_time_s=train_time,
         predict_time_s=predict_time,
         history=history,
+        iterations=log,
     )
     return model, result
 

@@ -39,6 +39,7 @@ import torch
 
 from ..ode import ODEBlock
 from ..proper_ode import proper_ode_check
+from .history import IterationLog
 from .progress import progress_bar
 
 TASKS = ("spheres", "three_minima")
@@ -305,7 +306,8 @@ class SyntheticResult:
     adaption's own evaluations (all field evaluations during training, per iteration).
     ``steps_per_iteration`` is the number of steps of each training solve and ``step_history`` the
     number of steps after every adaption check (empty for a fixed grid). ``check`` is the proper-ODE
-    check on the test set (``CheckReport.as_dict()``).
+    check on the test set (``CheckReport.as_dict()``). ``iterations`` holds per iteration the loss,
+    batch accuracy (%) and forward / backward NFE of the training solve (``IterationLog``).
     """
 
     config: dict
@@ -319,6 +321,7 @@ class SyntheticResult:
     nfe_per_iteration: list[int] = field(default_factory=list)
     steps_per_iteration: list[int] = field(default_factory=list)
     step_history: list[int] = field(default_factory=list)
+    iterations: IterationLog = field(default_factory=IterationLog)
 
     @property
     def verdict(self) -> str:
@@ -386,6 +389,7 @@ def fit_synthetic(config: SyntheticConfig, progress: bool | None = None
     schedule = block.policy.schedule
     bar = progress_bar(config.iterations, progress)
     nfe, steps, order = [], [], torch.zeros(0, dtype=torch.long)
+    log = IterationLog()
     model.train()
     start = time.perf_counter()
     for it in range(config.iterations):
@@ -393,19 +397,24 @@ def fit_synthetic(config: SyntheticConfig, progress: bool | None = None
             order = torch.randperm(len(data.x_train), generator=generator)
         idx = order[(it % per_epoch) * config.batch_size:(it % per_epoch + 1) * config.batch_size]
         x, y = data.x_train[idx], data.y_train[idx]
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"training diverged at iteration {it} (loss {loss.item()}); lower lr")
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training diverged at iteration {it} (loss {value}); lower lr")
         nfe.append(block.stats.nfe_forward)
         steps.append(block.stats.steps_accepted)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # Read before the schedule's update: its comparison solves replace the block's statistics.
+        log.record(value, nfe[-1], block.stats.nfe_backward,
+                   accuracy=(logits.detach().argmax(-1) == y).float().mean().item() * 100)
         if schedule is not None:
             schedule.update(model, x, y)
         optimizer.step()
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", steps=steps[-1])
+            bar.set_postfix(loss=f"{log.loss[-1]:.3f}", steps=steps[-1])
     train_time = time.perf_counter() - start
     evaluations = counter.evaluations
     if bar is not None:
@@ -426,6 +435,7 @@ def fit_synthetic(config: SyntheticConfig, progress: bool | None = None
         nfe_per_iteration=nfe,
         steps_per_iteration=steps,
         step_history=history,
+        iterations=log,
     )
     return model, result
 
