@@ -6,10 +6,14 @@ prediction time (one solve over the 360 test images) and prediction NFE, then th
 error_estimate cuts prediction NFE by >= 40% with <= 0.5 points of mean accuracy loss and trains
 faster than vanilla. ``--sweep`` first tries several error-regularizer weights on seed 0.
 
+This is an accuracy reproduction, not an overhead table: the times are whole trainings and
+predictions, one per seed (variants interleaved by seed), not the shuffled rounds of ``_common.measure``.
+``--quick`` (1 seed, 2 epochs) only checks that the script runs; ``--json PATH`` keeps every run.
+
 The same table comes from the CLI:
     nde-plugins train --task digits --compare vanilla,error_estimate,stiffness,error_estimate+stiffness --seeds 3
 
-    python benchmarks/digits_regularizers.py [--seeds 3] [--epochs 15] [--sweep]
+    python benchmarks/digits_regularizers.py [--seeds 3] [--epochs 15] [--sweep] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import torch
+from _common import Report, json_path, setup
 
 from nde_plugins.cli import DEFAULT_WEIGHTS
 from nde_plugins.experiments.compare import compare, format_table
@@ -34,11 +38,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--sweep", action="store_true", help="also try several error_estimate weights (seed 0)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 2 epochs (numbers meaningless)")
+    parser.add_argument("--json", type=json_path, default=None, metavar="PATH", help="also write every run here")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    if args.seeds < 1 or args.epochs < 1:
+        parser.error(f"--seeds and --epochs must be at least 1; got {args.seeds} and {args.epochs}")
+    if args.quick:
+        args.seeds, args.epochs = 1, 2
+    setup()
     base = TrainConfig(epochs=args.epochs)
-    print(f"torch {torch.__version__}; digits, dopri5 rtol=atol={base.rtol:g}, {args.epochs} epochs, "
-          f"Adam {base.lr:g}, batch {base.batch_size}")
+    report = Report(args, f"digits, dopri5 rtol=atol={base.rtol:g}, {args.epochs} epochs, Adam {base.lr:g}, "
+                          f"batch {base.batch_size}", timed=False)
 
     if args.sweep:
         sweep = {"vanilla": {}}
@@ -49,7 +59,9 @@ def main() -> None:
         for w in (0.0285, 0.3):
             sweep[f"stiffness w={w:g}"] = {"stiffness": w}
         print("\nweight sweep, seed 0")
-        print(format_table(compare(sweep, base, [0], run=quiet)))
+        swept = compare(sweep, base, [0], run=quiet)
+        print(format_table(swept))
+        report.record("sweep", {name: [r.as_dict() for r in runs] for name, runs in swept.items()})
 
     ee, st = DEFAULT_WEIGHTS["error_estimate"], DEFAULT_WEIGHTS["stiffness"]
     variants = {
@@ -61,6 +73,7 @@ def main() -> None:
     results = compare(variants, base, range(args.seeds), run=quiet)
     print(f"\nheadline, {args.seeds} seeds (mean +- std)")
     print(format_table(results))
+    report.record("headline", {name: [r.as_dict() for r in runs] for name, runs in results.items()})
 
     vanilla, regularized = results["vanilla"], results[f"error_estimate ({ee:g})"]
 
@@ -74,6 +87,7 @@ def main() -> None:
     print(f"\nerror_estimate vs vanilla: prediction NFE {-nfe_cut:+.1%} (target <= -40%), test accuracy "
           f"{acc_change:+.2f} points (target >= -0.5), training time x{train_ratio:.2f} (target < 1), "
           f"prediction time x{predict_ratio:.2f}")
+    report.finish()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ an eval-mode forward under ``torch.no_grad()`` of a 16 x 8 batch, drift 8-32-8, 
 dt = 0.1 on [0, 1], additive noise. It prints the peak resident-set growth over the set-up and
 that growth per 1000 samples, for samples solved in chunks (``samples_per_solve``, default 32)
 and all in one batched solve (``samples_per_solve=samples``). A solve of the same model without
-noise is the A/A-style reference row (what one forward costs at all).
+noise is the A/A-style reference row (what one forward costs at all). Children run with glibc's
+mmap threshold fixed (``_common.MMAP_THRESHOLD``; ``--malloc-default`` turns that off), so the peak
+follows the live tensors rather than heap fragmentation.
 
-    python benchmarks/ttn_memory.py [--samples 1000 4000]
+    python benchmarks/ttn_memory.py [--samples 1000 4000] [--json PATH]
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import json
 import subprocess
 import sys
+
+from _common import Report, child_env, json_path, setup
 
 CHILD = r"""
 import json, resource, sys
@@ -39,28 +43,49 @@ print(json.dumps({"kib": after - before, "nfe": block.stats.nfe_forward, "shape"
 """
 
 
-def run(samples: int, per_solve: int, noise: bool) -> dict:
+def run(samples: int, per_solve: int, noise: bool, fixed_mmap: bool = True) -> dict:
+    """One fresh interpreter; a failing child stops the script with its error."""
     out = subprocess.run([sys.executable, "-c", CHILD, str(samples), str(per_solve), "1" if noise else "0"],
-                         check=True, capture_output=True, text=True)
+                         capture_output=True, text=True, env=child_env(fixed_mmap))
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["no error output"]
+        sys.exit(f"ttn_memory: the process for {samples} samples failed: {tail[0]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of samples")
+    return value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, nargs="+", default=[1000, 4000])
+    parser.add_argument("--samples", type=positive, nargs="+", default=[1000, 4000])
+    parser.add_argument("--json", type=json_path, default=None, metavar="PATH", help="also write the rows here")
+    parser.add_argument("--malloc-default", action="store_true", help="keep glibc's adaptive mmap threshold")
     args = parser.parse_args()
-    import torch
-
-    print(f"torch {torch.__version__}; SDEBlock test-time noise, eval under no_grad, batch 16 x 8, drift 8-32-8, "
-          "Euler-Maruyama dt=0.1; peak RSS growth of one forward (fresh process per row)")
+    fixed = not args.malloc_default
+    setup()  # as in the children, so the header's thread count is theirs
+    report = Report(args, "SDEBlock test-time noise, eval under no_grad, batch 16 x 8, drift 8-32-8, Euler-Maruyama "
+                          "dt=0.1; peak RSS growth of one forward (fresh process per row)", timed=False)
+    rows = []
     print(f"{'configuration':44s} {'samples':>8s} {'peak MiB':>9s} {'MiB/1000 samples':>17s} {'drift NFE':>10s}")
-    ref = run(1, 1, noise=False)
+    ref = run(1, 1, noise=False, fixed_mmap=fixed)
+    rows.append({"configuration": "noise off", "samples": 1, **ref})
     print(f"{'noise off (one solve, reference)':44s} {1:8d} {ref['kib'] / 1024:9.2f} {'':>17s} {ref['nfe']:10d}")
     for samples in args.samples:
         for label, per_solve in (("chunked, samples_per_solve=32", 32), ("one batched solve", samples)):
-            row = run(samples, per_solve, noise=True)
+            row = run(samples, per_solve, noise=True, fixed_mmap=fixed)
+            rows.append({"configuration": label, "samples": samples, **row})
             mib = row["kib"] / 1024
             print(f"{label:44s} {samples:8d} {mib:9.2f} {mib / samples * 1000:17.2f} {row['nfe']:10d}")
+    report.record("rows", rows)
+    report.finish()
 
 
 if __name__ == "__main__":
