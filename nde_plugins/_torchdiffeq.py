@@ -60,9 +60,11 @@ def _butcher(tableau: Tableau) -> tuple[_ButcherTableau, torch.Tensor]:
     """torchdiffeq's representation (float64) for adaptive stepping, and the midpoint weights.
 
     A non-FSAL method gets an extra stage at c = 1 with row b, i.e. the
-    derivative at y1. The adaptive loop needs that derivative as the next step's first stage (the
-    trick torchdiffeq's adaptive_heun uses), so the extra evaluation replaces, not adds to, the
-    next step's first one.
+    derivative at y1. The adaptive loop takes the last stage as the next step's first one, so the
+    extra evaluation replaces, not adds to, the next step's first one. (torchdiffeq's own
+    adaptive_heun skips this: it hands on its last stage, f at the Euler predictor rather than at
+    y1, which halves its evaluations and makes every later step start from the wrong derivative.
+    Our heun_euler evaluates f(t1, y1): about twice adaptive_heun's NFE for the same steps.)
     """
     c, rows, b = list(tableau.c), [list(r) for r in tableau.a], list(tableau.b)
     b_hat = list(tableau.b_hat) if tableau.b_hat is not None else list(b)
