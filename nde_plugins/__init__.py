@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from . import _torchdiffeq
 from .diffusions import Diffusion
+from .distributed import all_reduce_stats, rank_seed
 from .hookspecs import hookimpl, hookspec
 from .ode import (
     MethodLike,
@@ -35,6 +36,7 @@ from .plugins import (
     register_plugin,
     unregister_plugin,
 )
+from .proper_ode import CheckReport, proper_ode_check
 from .regularizers import ErrorEstimate, ExponentialAnnealing, JacobianFrobenius, KineticEnergy, Stiffness
 from .schedules import Member, ensemble_predict, solver_ensemble
 from .sde import SDEBlock
@@ -103,4 +105,8 @@ __all__ = [
     "solver_ensemble",
     "torchdiffeq_method_names",
     "unregister_plugin",
+    "all_reduce_stats",
+    "rank_seed",
+    "CheckReport",
+    "proper_ode_check",
 ]

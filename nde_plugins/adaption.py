@@ -14,8 +14,12 @@ They need labels, so the training loop tells them about each batch after ``loss.
     block.policy.schedule.update(model, x, y)   # every k-th call compares the solvers
     optimizer.step()
 
-Under ``torch.distributed`` the accuracies are averaged over all ranks before deciding, so every
-rank holds the same step (or tolerance).
+Under ``torch.distributed`` every decision is taken from numbers reduced over all ranks, so every
+rank holds the same step (or tolerance) and runs the same comparison solves: the initial step from
+batch norms averaged over ranks, the step from accuracies averaged over ranks, the tolerance
+adaption's test tolerance and patience from NFE summed over ranks. With equal local batches that
+is what one process decides on the global batch. ``update`` is then a collective: call it on every
+rank after every backward, as the training loop above does.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import torch
 
 from ._checks import as_float, positive_float, positive_int
+from .distributed import all_ranks_mean, all_ranks_sum
 from .hookspecs import hookimpl
 from .schedules import BaseSolver, CallState, Member
 
@@ -41,16 +46,16 @@ def hairer_initial_step(field: Callable, x: torch.Tensor, order: int, t0: float 
     d0 = mean ||y0||, d1 = mean ||f(y0)||, h0 = 0.01 d0 / d1 (1e-6 when either is below 1e-5);
     d2 = mean ||f(y0 + h0 f0) - f0|| / h0; h1 = (0.01 / max(d1, d2)) ** (1 / (order + 1))
     (max(1e-6, 1e-3 h0) when both are below 1e-15); h = min(100 h0, h1). Norms run over the last
-    dimension and are averaged over the others; no tolerance scaling.
+    dimension and are averaged over the others; no tolerance scaling. Under ``torch.distributed``
+    the averages run over all ranks (a collective), so every rank starts from the same step.
     """
     with torch.no_grad():
         t = torch.tensor(t0, dtype=x.dtype, device=x.device)
         f0 = field(t, x)
-        d0 = float(x.norm(dim=-1).mean())
-        d1 = float(f0.norm(dim=-1).mean())
+        d0, d1 = all_ranks_mean([float(x.norm(dim=-1).mean()), float(f0.norm(dim=-1).mean())])
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
         f1 = field(t + h0, x + h0 * f0)
-        d2 = float((f1 - f0).norm(dim=-1).mean()) / h0
+        d2 = all_ranks_mean([float((f1 - f0).norm(dim=-1).mean())])[0] / h0
     if max(d1, d2) < 1e-15:
         h1 = max(1e-6, 1e-3 * h0)
     else:
@@ -91,15 +96,6 @@ def next_step(h: float, gap: float, gap_at: Callable[[float], float], *, span: f
     return candidate if gap_at(candidate) <= threshold else h
 
 
-def all_ranks_mean(values: list[float]) -> list[float]:
-    """``values`` averaged over all ranks of the default process group (unchanged without one)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64)
-    torch.distributed.all_reduce(tensor)
-    return (tensor / torch.distributed.get_world_size()).tolist()
-
-
 def batch_accuracy(model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
     """The fraction of ``x`` that ``model_fn`` classifies as ``y`` (argmax of its last dimension)."""
     with torch.no_grad():
@@ -120,6 +116,7 @@ class StepAdaption:
     (``"code"``, the default: the authors' refined rule; ``"paper"``: plain halve / 1.1x),
     ``test_method`` (default: midpoint for order 1, rk4 for orders 2-3) and ``initial_step``
     (``"hairer"``: the heuristic on the first training batch, the default; or a number).
+    ``history`` holds h after every check, ``checks`` the numbers each check decided from.
     """
 
     def __init__(self, k: int = 50, threshold: float = 0.1, decrease: float = 0.5, increase: float = 1.1,
@@ -141,6 +138,8 @@ class StepAdaption:
         self.initial_step = initial_step
         self.h: float | None = None
         self.history: list[float] = []  # h after every check, for plots of the step count over training
+        # What every check decided from (equal on every rank under torch.distributed).
+        self.checks: list[dict[str, float]] = []
         self._updates = 0
 
     def bind(self, base: BaseSolver) -> None:
@@ -196,6 +195,8 @@ class StepAdaption:
         def gap_at(candidate: float) -> float:
             return abs(acc_test - all_ranks_mean([accuracy(self.member(candidate))])[0])
 
+        self.checks.append({"h": h, "h_test": test.options["step_size"], "acc_train": acc_train,
+                            "acc_test": acc_test})
         self.h = next_step(h, abs(acc_train - acc_test), gap_at, span=self.base.span, threshold=self.threshold,
                            decrease=self.decrease, increase=self.increase, max_steps=self.max_steps,
                            variant=self.variant)
@@ -209,6 +210,7 @@ class ToleranceAdaption:
     10 until the test solve costs more evaluations than the training solve; gap > threshold:
     tol *= ``decrease``; else try tol * ``increase`` and keep it only if the gap stays within the
     threshold, and not while the training NFE has been constant over the last ``patience`` checks.
+    ``history`` holds tol after every check, ``checks`` the numbers each check decided from.
     """
 
     def __init__(self, initial_tol: float = 1e-6, k: int = 50, threshold: float = 0.1, decrease: float = 0.5,
@@ -223,7 +225,9 @@ class ToleranceAdaption:
             raise ValueError("schedule 'tolerance_adaption': need 0 < test_factor < 1 and decrease < 1 < increase")
         self.patience = positive_int("schedule 'tolerance_adaption': patience", patience)
         self.history: list[float] = []
-        self._nfe: list[int] = []
+        # What every check decided from (equal on every rank under torch.distributed).
+        self.checks: list[dict[str, float]] = []
+        self._nfe: list[float] = []
         self._updates = 0
 
     def bind(self, base: BaseSolver) -> None:
@@ -254,10 +258,16 @@ class ToleranceAdaption:
 
         acc_train, nfe_train = evaluate(self.tol)
         test_tol, (acc_test, nfe_test) = self.tol * self.test_factor, evaluate(self.tol * self.test_factor)
+        # NFE summed over ranks: every rank must run the same number of test solves (under DDP each
+        # is a collective) and make the same patience decision, whatever its local batch cost.
+        nfe_train, nfe_test = all_ranks_sum([nfe_train, nfe_test])
         while nfe_test <= nfe_train and test_tol > 1e-14:
             test_tol /= 10
             acc_test, nfe_test = evaluate(test_tol)
+            nfe_test = all_ranks_sum([nfe_test])[0]
         acc_train, acc_test = all_ranks_mean([acc_train, acc_test])
+        self.checks.append({"tol": self.tol, "test_tol": test_tol, "acc_train": acc_train, "acc_test": acc_test,
+                            "nfe_train": nfe_train, "nfe_test": nfe_test})
         self._nfe = (self._nfe + [nfe_train])[-self.patience:]
         if abs(acc_train - acc_test) > self.threshold:
             self.tol *= self.decrease

@@ -15,6 +15,11 @@ Contract of a sampler object (what ``factory(**options)`` returns):
 - ``__call__(t, generator, batch=None)``: the ends, shaped like ``t``, or ``(batch, n)`` with one
   independent draw per sample when ``batch`` is given. Draws come from ``generator`` (None: torch's
   global generator) and carry no gradient.
+
+Under ``torch.distributed`` the generator is the rank's own stream, so each rank's local batch
+gets its own end times; ``end_time_options={"synchronized": True}`` hands every rank the stream
+they share instead (one end time per global batch, as in one process). The rule and why per-rank
+is the default are in ``distributed``. A sampler needs nothing of its own for either.
 """
 
 from __future__ import annotations

@@ -22,6 +22,11 @@ How drawn times are solved. The sampler returns the *ends* of the grid's interva
   step control then sees the whole batch (a step is accepted for all samples together), and a
   fixed grid takes the nominal number of steps, |t_k - t_{k-1}| / step_size, over every sample's
   own interval. Statistics of these solves are in s (step sizes are fractions of the interval).
+
+Under ``torch.distributed`` the policy draws from two streams, fixed at its first draw (the rule
+is in ``distributed``): its per-rank stream (``generator``: noise, end times, schedule draws) and
+a stream shared by all ranks (``synchronized_generator``: a schedule with ``synchronized=True``,
+end times with ``end_time_options={"synchronized": True}``). In one process they are one stream.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 import torch
 
 from ._checks import check_factory_options, generator_from
+from .distributed import rank_and_world, rank_seed
 from .schedules import BaseSolver, CallState, Member
 
 
@@ -77,9 +83,11 @@ class CallPolicy:
         owner: the block's class name, for messages.
         t: the block's validated 1-D grid.
         end_time: a registered end-time sampler name, or None.
-        end_time_options: the sampler's options; ``per_sample=True`` draws one end time per sample.
+        end_time_options: the sampler's options; ``per_sample=True`` draws one end time per sample,
+            ``synchronized=True`` draws the same end times on every rank (see ``distributed``).
         seed / generator: where draws come from (a new generator seeded with ``seed``, the given
-            one, or torch's global generator when neither is given; both at once is an error).
+            one, or torch's global generator when neither is given; both at once is an error);
+            under ``torch.distributed`` each rank draws its own stream (see ``distributed``).
         schedule / schedule_options: a registered solver schedule and its options, or None.
         base: the block's base solver, which the schedule is bound to.
     """
@@ -91,7 +99,10 @@ class CallPolicy:
     ) -> None:
         from .plugins import get_registry
 
-        self.generator = generator_from(seed, generator)
+        # Validated now; which stream each rank draws from is settled at the first draw (``_streams``).
+        self._local = generator_from(seed, generator)
+        self._seed, self._given = seed, generator
+        self._resolved: tuple[torch.Generator | None, torch.Generator | None] | None = None
         self.base = base
         self._fixed: Member | None = None
         self.schedule = None
@@ -112,6 +123,14 @@ class CallPolicy:
         self.per_sample = options.pop("per_sample", False)
         if not isinstance(self.per_sample, bool):
             raise TypeError(f"{owner}: end_time_options['per_sample'] must be True or False, got {self.per_sample!r}")
+        self.synchronized = options.pop("synchronized", False)
+        if not isinstance(self.synchronized, bool):
+            raise TypeError(f"{owner}: end_time_options['synchronized'] must be True or False, "
+                            f"got {self.synchronized!r}")
+        if self.synchronized and self.per_sample:
+            raise ValueError(f"{owner}: end_time_options has both per_sample and synchronized; per_sample draws "
+                             "one end time for each sample of a rank's own batch, synchronized one end time for "
+                             "every rank: keep one of them")
         self.sampler = None
         if end_time is None:
             if end_time_options:
@@ -128,6 +147,39 @@ class CallPolicy:
             check(t)
 
     @property
+    def generator(self) -> torch.Generator | None:
+        """This rank's own stream (None: torch's global generator)."""
+        return self._streams()[0]
+
+    @property
+    def synchronized_generator(self) -> torch.Generator | None:
+        """The stream every rank draws alike (the per-rank stream itself in one process)."""
+        shared = self._streams()[1]
+        if shared is None and rank_and_world()[1] > 1:
+            raise ValueError("synchronized draws (a schedule with synchronized=True, or end_time_options "
+                             "synchronized=True) under torch.distributed need the block's seed=: every rank "
+                             "derives the shared stream from it; give seed= instead of generator= or neither")
+        return shared
+
+    def _streams(self) -> tuple[torch.Generator | None, torch.Generator | None]:
+        """(per-rank stream, synchronized stream), settled on first use by the rule in ``distributed``."""
+        if self._resolved is None:
+            rank, world = rank_and_world()
+            if world == 1:
+                self._resolved = (self._local, self._local)
+            elif self._given is not None:
+                self._resolved = (self._given, None)
+            else:
+                seed = self._seed
+                if seed is None:  # from the global generator, so that torch.manual_seed(k) makes a run reproducible
+                    base = int(torch.randint(0, 2**62, ()).item())
+                    self._resolved = (torch.Generator().manual_seed(rank_seed(base, rank, world)), None)
+                else:
+                    self._resolved = (torch.Generator().manual_seed(rank_seed(seed, rank, world)),
+                                      torch.Generator().manual_seed(seed))
+        return self._resolved
+
+    @property
     def active(self) -> bool:
         return self.sampler is not None
 
@@ -138,7 +190,9 @@ class CallPolicy:
             return [self._fixed]
         if self.schedule is None:
             return None
-        members = self.schedule.members(CallState(training, self.generator, epoch, iteration, x, field))
+        # A schedule that must agree over ranks says so with a true ``synchronized`` attribute.
+        generator = self.synchronized_generator if getattr(self.schedule, "synchronized", False) else self.generator
+        members = self.schedule.members(CallState(training, generator, epoch, iteration, x, field))
         if not members:
             raise ValueError("the solver schedule returned no member; a call needs at least one solver")
         return members
@@ -163,7 +217,8 @@ class CallPolicy:
 
     def ends(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """A fresh draw of the interval ends (training only), validated against the contract."""
-        ends = self.sampler(t, self.generator, batch if self.per_sample else None)
+        generator = self.synchronized_generator if self.synchronized else self.generator
+        ends = self.sampler(t, generator, batch if self.per_sample else None)
         expected = (batch, len(t)) if self.per_sample else (len(t),)
         if not torch.is_tensor(ends) or tuple(ends.shape) != expected:
             shape = tuple(ends.shape) if torch.is_tensor(ends) else type(ends).__name__

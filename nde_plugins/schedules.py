@@ -11,6 +11,12 @@ Order on one forward call: schedule (members) -> end-time sampler (times, one dr
 member) -> the solves -> statistics (every member's solves in one ``StepStats``) ->
 ``regularization()``.
 
+Under ``torch.distributed`` switching and smoothing draw on each rank from its own stream, so
+ranks solve with different members in the same step (like per-sample noise, the gradient average
+then spans several solvers). ``synchronized=True`` makes every rank draw the same member from the
+stream the ranks share (the rule is in ``distributed``); a plugin schedule opts in the same way,
+with a true ``synchronized`` attribute.
+
 A gradient-learned solver parameter is deliberately not a schedule: a member is a fixed tableau of
 Python floats, and the meta-solver paper found learning u by gradient descent unstable (the
 feasible set is constrained and clamping did not help), so it trains with fixed or sampled u.
@@ -143,12 +149,15 @@ class Switching:
     """Pick one member per training call (uniformly or with ``probs``); evaluation uses the base solver.
 
     One draw per block forward call, as the authors' code does; ``per_epoch=True`` keeps the draw
-    for a whole epoch, as the paper's text says.
+    for a whole epoch, as the paper's text says. ``synchronized=True``: every rank of a
+    ``torch.distributed`` run picks the same member (the block needs ``seed=``).
     """
 
-    def __init__(self, members: Sequence[Any], probs: Sequence[float] | None = None, per_epoch: bool = False) -> None:
+    def __init__(self, members: Sequence[Any], probs: Sequence[float] | None = None, per_epoch: bool = False,
+                 synchronized: bool = False) -> None:
         self._specs, self._probs_given = members, probs
         self.per_epoch = _flag("switching", "per_epoch", per_epoch)
+        self.synchronized = _flag("switching", "synchronized", synchronized)
         self._drawn: tuple[int, Member] | None = None
 
     def bind(self, base: BaseSolver) -> None:
@@ -179,10 +188,13 @@ class Smoothing:
     that rule. The draw is then brought into the family's usable region by its clamp (margin
     ``eps``); a draw that still breaks a domain rule is replaced by the base values, so no member
     at a singular point is ever built. With probability 1 - ``p`` a call keeps the base values.
+    ``synchronized=True``: every rank of a ``torch.distributed`` run draws the same parameters (the
+    block needs ``seed=``).
     """
 
     def __init__(self, sigma: float = 0.0125, distribution: str = "normal", p: float = 1.0,
-                 truncate: float | None = 2.0, eps: float = CLAMP_EPS, per_epoch: bool = False) -> None:
+                 truncate: float | None = 2.0, eps: float = CLAMP_EPS, per_epoch: bool = False,
+                 synchronized: bool = False) -> None:
         self.sigma = positive_float("schedule 'smoothing': sigma", sigma)
         if distribution not in ("normal", "cauchy"):
             raise ValueError(f"schedule 'smoothing': distribution must be 'normal' or 'cauchy', got {distribution!r}")
@@ -193,6 +205,7 @@ class Smoothing:
         self.truncate = None if truncate is None else positive_float("schedule 'smoothing': truncate", truncate)
         self.eps = positive_float("schedule 'smoothing': eps", eps)
         self.per_epoch = _flag("smoothing", "per_epoch", per_epoch)
+        self.synchronized = _flag("smoothing", "synchronized", synchronized)
         self._drawn: tuple[int, Member] | None = None
 
     def bind(self, base: BaseSolver) -> None:
