@@ -143,6 +143,8 @@ class StepAdaption:
         self._updates = 0
 
     def bind(self, base: BaseSolver) -> None:
+        """Take the block's base solver and pick the test solver; ``ValueError`` unless the base runs on a
+        fixed grid with a known order (and, without ``test_method``, one with a default test solver)."""
         if not base.fixed_grid:
             raise ValueError(f"schedule 'step_adaption' adapts a fixed step, but method {base.method!r} runs "
                              "adaptively here; use a fixed-grid method (euler, midpoint, rk4 or a tableau with "
@@ -165,9 +167,15 @@ class StepAdaption:
             self.h = min(self.initial_step, base.span)
 
     def member(self, h: float) -> Member:
+        """The base method and parameters stepping with ``step_size=h``."""
         return Member(self.base.method, dict(self.base.params), options={"step_size": h})
 
     def members(self, state: CallState) -> list[Member]:
+        """The base method at the current step ``h``, in training and evaluation alike.
+
+        Without a numeric ``initial_step``, the first call sizes h from its initial state and vector
+        field (Hairer's heuristic, capped at the time span), which must then be a tensor and a field.
+        """
         if self.h is None:
             if state.x is None or not torch.is_tensor(state.x) or state.field is None:
                 raise ValueError("schedule 'step_adaption' sizes its first step from the first batch: call the "
@@ -231,15 +239,18 @@ class ToleranceAdaption:
         self._updates = 0
 
     def bind(self, base: BaseSolver) -> None:
+        """Take the block's base solver; ``ValueError`` if it runs on a fixed grid (no tolerance to adapt)."""
         if base.fixed_grid:
             raise ValueError(f"schedule 'tolerance_adaption' adapts the tolerance of an adaptive solver, but method "
                              f"{base.method!r} runs on a fixed grid here; use schedule='step_adaption'")
         self.base = base
 
     def member(self, tol: float) -> Member:
+        """The base method and parameters solving with ``rtol = atol = tol``."""
         return Member(self.base.method, dict(self.base.params), options={"rtol": tol, "atol": tol})
 
     def members(self, state: CallState) -> list[Member]:
+        """The base method at the current tolerance ``tol``, in training and evaluation alike."""
         return [self.member(self.tol)]
 
     def update(self, model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> None:

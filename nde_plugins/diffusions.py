@@ -34,6 +34,7 @@ class NoDiffusion(Diffusion):
     is_zero = True
 
     def forward(self, t, h, f=None):
+        """Zeros shaped like ``h``."""
         return torch.zeros_like(h)
 
 
@@ -73,6 +74,7 @@ class AdditiveDiffusion(_SigmaDiffusion):
     name = "additive"
 
     def forward(self, t, h, f=None):
+        """sigma broadcast to ``h``'s shape, in ``h``'s dtype; ``t`` and ``h``'s values are unused."""
         return self._scale(h.dtype).expand_as(h)
 
 
@@ -82,6 +84,7 @@ class MultiplicativeDiffusion(_SigmaDiffusion):
     name = "multiplicative"
 
     def forward(self, t, h, f=None):
+        """sigma * h, elementwise (sigma broadcast over the channel dimension)."""
         return self._scale(h.dtype) * h
 
 
@@ -100,9 +103,11 @@ class DropoutDiffusion(Diffusion):
         self.is_zero = p == 1.0
 
     def forward(self, t, h, f=None):
+        """sqrt((1 - p) / p) * f, where ``f`` is the drift value f(t, h) the SDE passes in."""
         return self.scale * f
 
     def extra_repr(self) -> str:
+        """The keep probability, as ``repr`` shows it."""
         return f"p={self.p}"
 
 
@@ -116,6 +121,7 @@ class LearnedDiffusion(Diffusion):
         self.network = network
 
     def forward(self, t, h, f=None):
+        """``network(t, h)``, which must have ``h``'s shape."""
         return self.network(t, h)
 
 

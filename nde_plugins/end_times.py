@@ -92,6 +92,7 @@ class Steer:
         return b
 
     def check(self, t: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless 0 < b < the last interval of ``t`` (the shortest, with ``every_interval``)."""
         self._half_width(t.tolist())
 
     def __call__(self, t: torch.Tensor, generator: torch.Generator | None, batch: int | None = None) -> torch.Tensor:
@@ -126,6 +127,7 @@ class SteerNormal:
         return 0.5 * math.erfc((last - self.min_length) / self.std / math.sqrt(2))
 
     def check(self, t: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``min_length`` is smaller than the last interval of ``t``."""
         self._low(t.tolist())
 
     def __call__(self, t: torch.Tensor, generator: torch.Generator | None, batch: int | None = None) -> torch.Tensor:
@@ -160,6 +162,7 @@ class SteerIntervals:
         return [length - self.eps for length in lengths]
 
     def check(self, t: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``eps`` is smaller than every interval of ``t``."""
         self._half_widths(t.tolist())
 
     def __call__(self, t: torch.Tensor, generator: torch.Generator | None, batch: int | None = None) -> torch.Tensor:

@@ -367,6 +367,16 @@ class ODEBlock(torch.nn.Module):
         return solver
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Solve from ``z(t0) = x`` and record the call in ``stats``, ``last_t`` and ``last_method``.
+
+        Args:
+            x: the initial state, a floating-point tensor (or a tuple of tensors).
+
+        Returns:
+            ``z(t1)``: the state at the end of ``t`` (in training with an end-time sampler: at the
+            drawn end; with an output ensemble: the weighted mean over its members). With
+            ``return_all``, the states at every time of ``t``, stacked along a new first dimension.
+        """
         check_state(x, "ODEBlock input")
         members = self.policy.members(self.training, self.epoch, self.iteration, x, self.field)
         solvers = [self._base] if members is None else [self._solver(m) for m in members]
@@ -433,6 +443,7 @@ class ODEBlock(torch.nn.Module):
         return weighted_regularization(self.regularizers, self.stats, self.epoch)
 
     def extra_repr(self) -> str:
+        """The method, tolerances, adjoint flag and weighted regularizers, as ``repr(block)`` shows them."""
         regs = ", ".join(f"{r.name}={r.weight!r}" for r in self.regularizers)
         return f"method={self.method_name!r}, rtol={self.rtol:g}, atol={self.atol:g}, adjoint={self.adjoint}" + (
             f", regularizers=({regs})" if regs else ""

@@ -653,19 +653,23 @@ class Registry:
         return reg.obj
 
     def names(self, kind: str) -> list[str]:
+        """The registered names of one kind (a key of ``KINDS``, e.g. ``"tableau"``), sorted."""
         return sorted(self._table(kind))
 
     def registrations(self, kind: str | None = None) -> list[Registration]:
+        """The registrations of one kind, or of every kind when ``kind`` is None; by kind, then name."""
         kinds = list(KINDS) if kind is None else [kind]
         return [reg for k in kinds for _, reg in sorted(self._table(k).items())]
 
     def plugin_names(self) -> list[str]:
+        """The names of the registered plugins (built-in, entry point and run time), sorted."""
         self.load()
         with self._lock:
             return sorted(self._sources)
 
     @property
     def load_errors(self) -> list[LoadError]:
+        """The plugins skipped while loading, with the reason; empty when every plugin loaded."""
         self.load()
         with self._lock:
             return list(self._errors)

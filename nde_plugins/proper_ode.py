@@ -63,6 +63,7 @@ class CheckReport:
 
     @property
     def verdict(self) -> str:
+        """``"ODE-like"`` when ``worst_gap`` is within ``threshold``, else ``"solver-dependent"``."""
         return "ODE-like" if self.worst_gap <= self.threshold else "solver-dependent"
 
     def table(self) -> str:
@@ -81,11 +82,13 @@ class CheckReport:
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as plain values: the fields, ``verdict``, ``worst_gap`` and one dict per row."""
         return {"training_solver": self.training_solver, "metric": self.metric,
                 "training_value": self.training_value, "threshold": self.threshold, "verdict": self.verdict,
                 "worst_gap": self.worst_gap, "rows": [asdict(r) for r in self.rows]}
 
     def to_json(self) -> str:
+        """``as_dict()`` as indented JSON."""
         return json.dumps(self.as_dict(), indent=2)
 
 

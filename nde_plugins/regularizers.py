@@ -173,6 +173,7 @@ class WeightedRegularizer:
         self.name, self.regularizer, self.weight = name, regularizer, weight
 
     def weight_at(self, epoch: int) -> float:
+        """The weight at ``epoch`` (1-based); ``ValueError`` if a schedule gives a negative or non-finite one."""
         if not callable(self.weight):
             return self.weight
         return nonnegative_float(f"regularizer {self.name!r}: the weight schedule {self.weight!r} at epoch {epoch}",
@@ -180,6 +181,7 @@ class WeightedRegularizer:
 
     @property
     def requires(self) -> frozenset:
+        """What the regularizer reads from a solve (its ``requires``; empty when it declares none)."""
         return frozenset(getattr(self.regularizer, "requires", ()))
 
 

@@ -86,6 +86,7 @@ class BaseSolver:
 
     @property
     def member(self) -> Member:
+        """The base method with its base parameters, weight 1 and no option overrides."""
         return Member(self.method, dict(self.params))
 
 
@@ -161,12 +162,14 @@ class Switching:
         self._drawn: tuple[int, Member] | None = None
 
     def bind(self, base: BaseSolver) -> None:
+        """Resolve the members against the block's base solver; ``ValueError`` names a member it cannot solve with."""
         self.base = base
         self.choices = _members_from("switching", self._specs, base)
         self.probs = _probabilities("switching", self._probs_given, len(self.choices))
         self.cumulative = list(itertools.accumulate(self.probs))
 
     def members(self, state: CallState) -> list[Member]:
+        """The one member of this call: drawn from ``state.generator`` in training, the base one in evaluation."""
         if not state.training:
             return [self.base.member]
         if self.per_epoch and self._drawn is not None and self._drawn[0] == state.epoch:
@@ -209,6 +212,7 @@ class Smoothing:
         self._drawn: tuple[int, Member] | None = None
 
     def bind(self, base: BaseSolver) -> None:
+        """Take the block's base solver; ``ValueError`` unless its method is a parameterized family."""
         if base.family is None or not base.family.params:
             raise ValueError(f"schedule 'smoothing' samples a family's parameters, but the block's method "
                              f"{base.method!r} is not a parameterized family; use e.g. method='rk2' or 'rk4_uv'")
@@ -243,6 +247,7 @@ class Smoothing:
         return torch.tan(math.pi * (u - 0.5)).tolist()
 
     def members(self, state: CallState) -> list[Member]:
+        """The one member of this call: a fresh ``draw`` in training, the base parameters in evaluation."""
         if not state.training:
             return [self.base.member]
         if self.per_epoch and self._drawn is not None and self._drawn[0] == state.epoch:
@@ -262,11 +267,13 @@ class OutputEnsemble:
         self._specs, self._weights = members, weights
 
     def bind(self, base: BaseSolver) -> None:
+        """Resolve the members and their weights (uniform by default, summing to 1) against the base solver."""
         members = _members_from("output_ensemble", self._specs, base)
         weights = _probabilities("output_ensemble", self._weights, len(members))
         self.ensemble = [Member(m.method, m.params, w) for m, w in zip(members, weights)]
 
     def members(self, state: CallState) -> list[Member]:
+        """Every member with its weight, in training and evaluation alike."""
         return self.ensemble
 
 
@@ -295,6 +302,7 @@ class EnsembleMember:
     member: Member
 
     def applied(self):
+        """A context manager within which every call of the block solves with this member (no end time drawn)."""
         return self.block.policy.fixed(self.member)
 
 

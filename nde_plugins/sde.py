@@ -396,10 +396,12 @@ class SDEBlock(torch.nn.Module):
 
     @property
     def drift(self):
+        """The drift ``f(t, h)`` the block was built with."""
         return self.sde.drift
 
     @property
     def diffusion(self):
+        """The ``Diffusion`` module G: the one given, or the one built from the registered name."""
         return self.sde.diffusion
 
     def _entropy(self) -> int:
@@ -464,6 +466,20 @@ class SDEBlock(torch.nn.Module):
         return f"between t = {float(t[bad - 1]):.6g} and t = {float(t[bad]):.6g}"
 
     def forward(self, x: torch.Tensor, return_samples: bool = False) -> torch.Tensor:
+        """Solve from ``h(t0) = x`` and record the call in ``stats``, ``last_t`` and ``last_method``.
+
+        In training: one noisy solve (to drawn ends with an end-time sampler). In eval: the solve
+        with the noise off, or with ``test_time_noise`` the mean of ``samples`` noisy solves.
+
+        Args:
+            x: the initial state, a floating-point tensor shaped (batch, channels).
+            return_samples: return the solves themselves, stacked along a new first dimension
+                (``samples`` of them under test-time noise, otherwise one), instead of their mean.
+
+        Returns:
+            ``h(t1)``, shaped like ``x``; with ``return_all``, the states at every time of ``t``
+            stacked first, (len(t), batch, channels).
+        """
         if x.dim() != 2:
             raise ValueError(f"SDEBlock needs inputs shaped (batch, channels) as torchsde does; got {tuple(x.shape)} "
                              "(flatten other dimensions first, e.g. x.flatten(1))")

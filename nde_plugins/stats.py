@@ -72,16 +72,21 @@ class SolverPlan:
 
     @property
     def stages(self) -> int:
+        """Stages per step as the solver runs them (``len(c)``; 0 when no tableau is known)."""
         return len(self.c)
 
     @property
     def has_error_estimate(self) -> bool:
+        """Whether steps carry an error ratio E_j: an embedded pair on an adaptive or fixed grid,
+        or, for SDE solves, what ``error_estimate`` says."""
         if self.error_estimate is not None:
             return self.error_estimate
         return self.b_hat is not None and self.mode in ("adaptive", "fixed")
 
     @property
     def has_stiffness_estimate(self) -> bool:
+        """Whether steps can carry a stiffness estimate S_j: the tableau has two stages with equal c,
+        or, for SDE solves, what ``stiffness_estimate`` says."""
         if self.stiffness_estimate is not None:
             return self.stiffness_estimate
         return self.equal_c_pair is not None
@@ -141,28 +146,39 @@ class StepStats:
 
     @property
     def steps(self) -> list[StepRecord]:
+        """Every attempted step of the forward solve, accepted and rejected, in order.
+
+        Steps of an adjoint backward pass are not recorded. Estimates deferred to first access
+        (those of SDE solves) are filled in here.
+        """
         while self._pending:
             self._pending.pop(0)()
         return self._steps
 
     @property
     def method(self) -> str:
+        """The registered name of the solver (``plan.method``)."""
         return self.plan.method
 
     @property
     def accepted(self) -> list[StepRecord]:
+        """The accepted steps, in order (on a fixed grid, every step)."""
         return [s for s in self.steps if s.accepted]
 
     @property
     def steps_accepted(self) -> int:
+        """How many steps were accepted."""
         return sum(1 for s in self.steps if s.accepted)
 
     @property
     def steps_rejected(self) -> int:
+        """How many steps the error control rejected (always 0 on a fixed grid)."""
         return sum(1 for s in self.steps if not s.accepted)
 
     @property
     def nfe(self) -> int:
+        """Vector-field (drift) evaluations of the forward and backward pass together
+        (``nfe_forward + nfe_backward``; SDE diffusion evaluations are ``nfe_diffusion``)."""
         return self.nfe_forward + self.nfe_backward
 
     def error_ratios(self) -> torch.Tensor:
@@ -185,6 +201,11 @@ class StepStats:
         return torch.stack(values) if values else torch.zeros(0)
 
     def step_sizes(self, accepted_only: bool = True) -> list[float]:
+        """The step sizes h_j as floats, signed in the caller's time direction.
+
+        Args:
+            accepted_only: Leave out the rejected steps.
+        """
         return [s.h for s in (self.accepted if accepted_only else self.steps)]
 
     def summary(self) -> dict[str, Any]:

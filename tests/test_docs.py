@@ -284,3 +284,51 @@ def test_docstring_hook_flags_undocumented_api_objects(caplog):
     assert any("nde_plugins.stats.rms" in m and "no docstring" in m for m in messages), messages
     assert any("cannot import nde_plugins.no_such_thing" in m for m in messages), messages
     assert not any("nde_plugins.odeint " in m for m in messages), messages
+
+
+def test_docstring_hook_flags_undocumented_class_members(caplog, monkeypatch):
+    pytest.importorskip("mkdocs")
+    import torch
+
+    hook = _hook_module()
+
+    def identity(x):
+        return x
+
+    @dataclass
+    class Fake(torch.nn.Module):
+        """A class in the reference."""
+
+        transform: object = identity  # a dataclass field, described in the class docstring: not flagged
+
+        def documented(self):
+            """Has one."""
+
+        def bare(self):
+            pass
+
+        @property
+        def bare_property(self):
+            return 1
+
+        @staticmethod
+        def bare_static():
+            pass
+
+        def _private(self):
+            pass
+
+    module = type(sys)("_fake_api")
+    module.Fake, module.__all__ = Fake, ["Fake"]
+    monkeypatch.setitem(sys.modules, "_fake_api", module)
+    page = (
+        "::: _fake_api\n\n"  # the module: each class of __all__, member by member
+        "::: _fake_api.Fake\n    options:\n      members: [documented, bare_property]\n"  # only the listed ones
+    )
+    with caplog.at_level(logging.WARNING):
+        hook.on_page_markdown(page, _FakePage(), None, None)
+    flagged = sorted(re.findall(r"(_fake_api\.[\w.]+) is in the API reference but has no docstring",
+                                "\n".join(r.getMessage() for r in caplog.records)))
+    # Inherited members (forward, train, ...), dataclass fields and private names are not checked.
+    assert flagged == ["_fake_api.Fake.bare", "_fake_api.Fake.bare_property", "_fake_api.Fake.bare_property",
+                       "_fake_api.Fake.bare_static"], flagged

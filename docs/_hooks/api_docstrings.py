@@ -1,13 +1,24 @@
 """MkDocs hook: every public object the API reference renders must have a docstring.
 
-mkdocstrings silently renders an undocumented object as a bare signature. This hook reads each
-``::: dotted.path`` directive of a page, imports the object, and logs a warning (which fails a
-``--strict`` build) when it, or a member the directive lists under ``options: members:``, has no
-docstring of its own. A module target is checked with every name in its ``__all__``.
+mkdocstrings silently renders an undocumented object as a bare signature, and leaves an
+undocumented class member out altogether. This hook reads each ``::: dotted.path`` directive of a
+page, imports the object, and logs a warning (which fails a ``--strict`` build) for every object
+below without a docstring of its own:
+
+- the target itself;
+- for a module target, the names its directive lists under ``options: members:``, else every name
+  in its ``__all__``, else its public objects defined there;
+- for each class among these (or the target class), its public methods and properties defined on
+  the class itself (not inherited, not dataclass fields), or, for a class target with a
+  ``members:`` list, only those: the list applies to the directive's own object, as in mkdocstrings.
+
+Attributes and constants are left to the prose.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 import inspect
 import re
@@ -37,8 +48,12 @@ def _resolve(path: str) -> Any:
 
 def _own_docstring(obj: Any) -> str | None:
     """The object's own docstring: a class does not count its base class's."""
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
     if isinstance(obj, property):
         obj = obj.fget
+    if isinstance(obj, functools.cached_property):
+        obj = obj.func
     if inspect.isclass(obj):
         doc = obj.__dict__.get("__doc__")
     else:
@@ -48,12 +63,38 @@ def _own_docstring(obj: Any) -> str | None:
 
 def _needs_docstring(obj: Any) -> bool:
     """Classes, functions, methods and properties; constants and type aliases are described in prose."""
-    return inspect.isclass(obj) or inspect.isroutine(obj) or isinstance(obj, property) or inspect.ismodule(obj)
+    return (
+        inspect.isclass(obj)
+        or inspect.isroutine(obj)
+        or isinstance(obj, (property, functools.cached_property, staticmethod, classmethod))
+        or inspect.ismodule(obj)
+    )
 
 
 def _check(path: str, obj: Any, page: str) -> None:
     if _needs_docstring(obj) and _own_docstring(obj) is None:
         log.warning(f"{page}: {path} is in the API reference but has no docstring; document it")
+
+
+def _class_members(cls: type) -> list[str]:
+    """The public names a class defines itself that need a docstring, dataclass fields excluded."""
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    return [
+        name
+        for name, value in vars(cls).items()
+        if not name.startswith("_") and name not in fields and _needs_docstring(value)
+    ]
+
+
+def _module_names(module: Any) -> list[str]:
+    """What a module directive without a ``members:`` list renders: ``__all__``, else its own public objects."""
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    return [
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == module.__name__
+    ]
 
 
 def _members(lines: list[str], start: int) -> list[str]:
@@ -80,14 +121,27 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         except (ImportError, AttributeError) as exc:
             log.warning(f"{page.file.src_path}: cannot import {path}: {exc}")
             continue
-        _check(path, obj, page.file.src_path)
-        names = list(getattr(obj, "__all__", ())) if inspect.ismodule(obj) else []
-        for name in names + _members(lines, i + 1):
-            member = inspect.getattr_static(obj, name, None) if inspect.isclass(obj) else getattr(obj, name, None)
-            if member is None:
-                log.warning(f"{page.file.src_path}: {path} has no member {name!r}")
+        src = page.file.src_path
+        _check(path, obj, src)
+        listed = _members(lines, i + 1)
+        if inspect.isclass(obj):
+            rendered = [(path, obj)]
+        else:
+            rendered = []
+            for name in listed or (_module_names(obj) if inspect.ismodule(obj) else []):
+                member = getattr(obj, name, None)
+                if member is None:
+                    log.warning(f"{src}: {path} has no member {name!r}")
+                    continue
+                _check(f"{path}.{name}", member, src)
+                rendered.append((f"{path}.{name}", member))
+        for cls_path, cls in rendered:
+            if not inspect.isclass(cls):
                 continue
-            if isinstance(member, (staticmethod, classmethod)):
-                member = member.__func__
-            _check(f"{path}.{name}", member, page.file.src_path)
+            for name in (listed if cls is obj and listed else _class_members(cls)):
+                member = inspect.getattr_static(cls, name, None)
+                if member is None:
+                    log.warning(f"{src}: {cls_path} has no member {name!r}")
+                    continue
+                _check(f"{cls_path}.{name}", member, src)
     return markdown

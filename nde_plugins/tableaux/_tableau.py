@@ -341,6 +341,7 @@ class Tableau:
     # ----------------------------------------------------------------------------------------------
     @property
     def stages(self) -> int:
+        """Number of stages s, i.e. vector-field evaluations per step (``len(c)``)."""
         return len(self.c)
 
     @property
