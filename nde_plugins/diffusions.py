@@ -64,8 +64,10 @@ class _SigmaDiffusion(Diffusion):
             self.register_buffer("sigma", sigma)
 
     def _scale(self, dtype: torch.dtype) -> torch.Tensor:
-        sigma = self.sigma.abs() if self.sigma.requires_grad else self.sigma  # a fixed sigma is validated >= 0
-        return sigma.to(dtype)
+        sigma = self.sigma
+        if sigma.requires_grad:
+            sigma = sigma.abs()  # a fixed sigma is validated >= 0
+        return sigma if sigma.dtype == dtype else sigma.to(dtype)  # runs every step: skip a no-op .to
 
 
 class AdditiveDiffusion(_SigmaDiffusion):

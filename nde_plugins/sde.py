@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 import torchsde
+from torch.nn.modules import module as _module_impl  # the global hook tables (see _has_hooks)
 
 from ._checks import (
     check_factory_options,
@@ -158,6 +159,15 @@ class _SDERecorder:
         return fill
 
 
+def _has_hooks(module: torch.nn.Module) -> bool:
+    """Whether calling ``module`` would run a hook (its own or a global one) besides ``forward``."""
+    own = (module._forward_hooks, module._forward_pre_hooks, module._backward_hooks,
+           getattr(module, "_backward_pre_hooks", None))
+    shared = (_module_impl._global_forward_hooks, _module_impl._global_forward_pre_hooks,
+              _module_impl._global_backward_hooks, getattr(_module_impl, "_global_backward_pre_hooks", None))
+    return any(bool(hooks) for hooks in (*own, *shared)) or not hasattr(module, "forward")
+
+
 def _sde_class(method: str, adjoint: bool) -> type:
     return _GeneralSDE if adjoint or method != "euler" else _EulerSDE
 
@@ -180,6 +190,7 @@ class _BlockSDE(torch.nn.Module):
         self.time_map: TimeMap | None = None  # set for a per-sample time-rescaled solve
         self._sqrt_span: torch.Tensor | None = None
         self._g_checked = False  # the diffusion's output shape, checked at the first call of a solve
+        object.__setattr__(self, "_call_diffusion", diffusion)  # set per solve by use_time_map; not a submodule
 
     def use_time_map(self, time_map: TimeMap | None) -> None:
         """Solve in s with real time start + s * span: the drift scaled by span, the noise by sqrt(span).
@@ -188,8 +199,12 @@ class _BlockSDE(torch.nn.Module):
         """
         # Plain attributes written straight into __dict__: nn.Module.__setattr__ costs microseconds,
         # and these change on every solve.
+        diffusion = self._diffusion
         self.__dict__.update(time_map=time_map, _sqrt_span=None if time_map is None else time_map.span.sqrt(),
-                             _g_checked=False)
+                             _g_checked=False,
+                             # Once per solve: the diffusion's forward directly when no hook is set on
+                             # it (nn.Module's call machinery costs microseconds on every step).
+                             _call_diffusion=diffusion if _has_hooks(diffusion) else diffusion.forward)
 
     def _count(self, drift: int, diffusion: int) -> None:
         if self.recorder is not None:
@@ -199,7 +214,7 @@ class _BlockSDE(torch.nn.Module):
         diffusion = self._diffusion
         if not self.noise_on or diffusion.is_zero:
             return torch.zeros_like(y)
-        g = diffusion(t, y, f if diffusion.uses_drift else None)
+        g = self._call_diffusion(t, y, f if diffusion.uses_drift else None)
         self._count(0, 1)
         if not self._g_checked:  # once per solve: the state's shape does not change within one
             if g.shape != y.shape:
@@ -348,6 +363,8 @@ class SDEBlock(torch.nn.Module):
         check_tolerances(rtol, atol)
         dt_min = positive_float("dt_min", dt_min, "the smallest step adaptive stepping may take")
         self.register_buffer("t", t, persistent=False)
+        self._span = (float(t[0]), float(t[-1]))  # the grid's ends as floats (moving t keeps its values)
+        self._plans: dict[str, SolverPlan] = {}
         self.sde = _sde_class(method, adjoint)(drift, diffusion)
         self.method, self.dt, self.adaptive = method, dt, bool(adaptive)
         self.rtol, self.atol, self.dt_min, self.adjoint = rtol, atol, dt_min, adjoint
@@ -364,6 +381,7 @@ class SDEBlock(torch.nn.Module):
         base = BaseSolver(method, None, {}, self._check_member)
         self.policy = CallPolicy("SDEBlock", t, end_time, end_time_options, seed, generator, schedule,
                                  schedule_options, base)
+        self._base_members = [base.member]  # a call without a schedule solves with this one
         self.epoch = 1
         self.iteration = 0
         self.stats: StepStats | None = None
@@ -371,11 +389,17 @@ class SDEBlock(torch.nn.Module):
         self.last_method: tuple[str, dict] | list[tuple[str, dict]] | None = None
 
     def _plan(self, method: str) -> SolverPlan:
+        plan = self._plans.get(method)
+        if plan is not None:
+            return plan
         if method not in STEP_STATISTICS_METHODS or self.adjoint:
             # Solved and counted, no step records: "other" makes regularizers that read steps refuse.
-            return SolverPlan(method, "other", kind="sde", error_estimate=False, stiffness_estimate=False)
-        return SolverPlan(method, "adaptive" if self.adaptive else "fixed", c=(0.0,), b=(1.0,), kind="sde",
-                          error_estimate=True, stiffness_estimate=True)
+            plan = SolverPlan(method, "other", kind="sde", error_estimate=False, stiffness_estimate=False)
+        else:
+            plan = SolverPlan(method, "adaptive" if self.adaptive else "fixed", c=(0.0,), b=(1.0,), kind="sde",
+                              error_estimate=True, stiffness_estimate=True)
+        self._plans[method] = plan  # a few torchsde methods at most
+        return plan
 
     def _check_member(self, member: Member) -> None:
         if member.params:
@@ -411,12 +435,15 @@ class SDEBlock(torch.nn.Module):
                stats: StepStats | None, method: str | None = None) -> torch.Tensor:
         """One torchsde solve over grid ``t`` (in s when ``time_map`` is given), recorded into ``stats``."""
         method = method or self.method
-        sde, plan = self._sde_for(method), self._plan(method)
+        sde = self._sde_for(method)
         dt, dt_min = self.dt, self.dt_min
         if time_map is not None:
             dt, dt_min = time_map.step(dt), time_map.step(dt_min)
+        # The block's own grid (the common case) has its ends as floats already: reading a tensor
+        # element costs a few microseconds a call.
+        t0, t1 = self._span if t is self.t else (float(t[0]), float(t[-1]))
         bm = torchsde.BrownianInterval(
-            t0=float(t[0]), t1=float(t[-1]), size=x.shape, dtype=x.dtype, device=x.device, entropy=self._entropy(),
+            t0=t0, t1=t1, size=x.shape, dtype=x.dtype, device=x.device, entropy=self._entropy(),
             levy_area_approximation="space-time" if method == "srk" else "none",
         )
         recorder = None
@@ -424,7 +451,8 @@ class SDEBlock(torch.nn.Module):
             # Step records pin every step's state; in eval under no_grad nothing can differentiate
             # them and regularizers are off, so only the counts are kept.
             keep = self.training or torch.is_grad_enabled()
-            recorder = _SDERecorder(plan, float(t[-1]), self.rtol, self.atol, self.adaptive, keep=keep, stats=stats)
+            recorder = _SDERecorder(self._plan(method), t1, self.rtol, self.atol, self.adaptive, keep=keep,
+                                    stats=stats)
         sde.__dict__.update(recorder=recorder, noise_on=noise_on)  # plain attributes (see use_time_map)
         sde.use_time_map(time_map)
         kwargs = dict(bm=bm, method=method, dt=dt, adaptive=self.adaptive, rtol=self.rtol,
@@ -441,7 +469,8 @@ class SDEBlock(torch.nn.Module):
             ys = None
         finally:
             sde.__dict__["noise_on"] = True
-            sde.use_time_map(None)
+            if time_map is not None:
+                sde.use_time_map(None)
         if ys is None or not bool(torch.isfinite(ys[-1]).all()):
             raise FloatingPointError(
                 f"the SDE state became non-finite {self._where_diverged(t, ys, recorder)} (method {method!r}): "
@@ -489,7 +518,7 @@ class SDEBlock(torch.nn.Module):
         if self._vjp_inputs and not x.requires_grad and torch.is_grad_enabled():
             # The Jacobian probe differentiates each step's drift w.r.t. its input, the first one being x.
             x = x.detach().requires_grad_(True)
-        members = self.policy.members(self.training, self.epoch, self.iteration) or [self.policy.base.member]
+        members = self.policy.members(self.training, self.epoch, self.iteration) or self._base_members
         # Drop the previous call's statistics first: they hold its graph. (Per-call attributes are
         # written straight into __dict__: nn.Module.__setattr__ costs microseconds a call.)
         picked = [(m.method, {}) for m in members]
@@ -527,6 +556,8 @@ class SDEBlock(torch.nn.Module):
     def _solve_members(members: list[Member], stats: StepStats | None, solve: Callable, x: torch.Tensor,
                        t: torch.Tensor, ends: torch.Tensor | None) -> torch.Tensor:
         """The states of the call: one member's solve(s), or the weighted mean over an ensemble's."""
+        if ends is None and len(members) == 1:
+            return solve(x, t, None, members[0].method)
         total = None
         for member in members:
             def one(y0, grid, time_map, method=member.method):

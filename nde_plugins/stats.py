@@ -266,10 +266,14 @@ class StepRecorder:
         self._f0: Stage | None = None  # first stage of the next adaptive step (FSAL)
         self._started = False
         self._output_checked = False
+        # True while an evaluation needs nothing but counting (read on every evaluation).
+        self.count_only = False
         self._fixed_step: tuple[float, float] | None = None  # (t0, dt) of the open fixed-grid step
 
     # -- the field -----------------------------------------------------------------------------
     def on_eval(self, t: torch.Tensor, y: State, k: State) -> None:
+        """One evaluation of the field. (``ObservedField.forward`` counts the common case itself,
+        a forward evaluation after the first with no stages kept, without calling this.)"""
         if self.backward:
             self.stats.nfe_backward += 1
             return
@@ -277,6 +281,7 @@ class StepRecorder:
         if not self._output_checked:  # the solve's first evaluation
             check_field_output(k, y, f"method {self.plan.method!r}")
             self._output_checked = True
+            self.count_only = not self.keep_stages
         if not self.keep_stages:
             return
         stage = Stage(t, y, k)
@@ -327,6 +332,7 @@ class StepRecorder:
             self._close_fixed_step()
         self._window = None
         self.backward = True
+        self.count_only = False
         return self.stats
 
     def check_finite(self, final: State, end: float) -> None:
@@ -429,6 +435,14 @@ _CALLBACKS = ("callback_step", "callback_accept_step", "callback_reject_step")
 _ADJOINT_CALLBACKS = tuple(f"{name}_adjoint" for name in _CALLBACKS)
 
 
+def _callback(field: Any, name: str) -> Callable | None:
+    """``getattr(field, name, None)`` without the cost of a miss: nn.Module.__getattr__ builds an
+    AttributeError (message included) for every absent name, and most fields have no callbacks."""
+    if name in getattr(field, "__dict__", ()) or hasattr(type(field), name):
+        return getattr(field, name)
+    return None if isinstance(field, torch.nn.Module) else getattr(field, name, None)
+
+
 class ObservedField(torch.nn.Module):
     """Wraps a vector field so a ``StepRecorder`` sees every evaluation and step callback.
 
@@ -455,7 +469,7 @@ class ObservedField(torch.nn.Module):
         if recorder is not None:
             # The user's own step callbacks, looked up once per solve rather than on every step
             # (and not once for all: a callback set on the field later must still be called).
-            self._user_callbacks.update((name, getattr(self._field, name, None)) for name in _CALLBACKS)
+            self._user_callbacks.update((name, _callback(self._field, name)) for name in _CALLBACKS)
         if recorder is not None and type(self) is ObservedField:
             unused = {name for name in _CALLBACKS[1:] if self._user_callbacks[name] is not None}
             if unused:
@@ -467,21 +481,21 @@ class ObservedField(torch.nn.Module):
 
     def forward(self, t: torch.Tensor, y: State) -> State:
         k = self._field(t, y)
-        self.recorder.on_eval(t, y, k)
+        recorder = self.recorder
+        if recorder.count_only:  # the common case, inline: this runs once per stage
+            recorder.stats.nfe_forward += 1
+        else:
+            recorder.on_eval(t, y, k)
         return k
 
     # Called once per stage: skip nn.Module's hook machinery (no hooks are ever put on this wrapper).
     __call__ = forward
 
-    def _user_callback(self, name: str, t0, y0, dt) -> None:
-        callback = self._user_callbacks[name]
-        if callback is not None:
-            callback(t0, y0, dt)
-
     def callback_step(self, t0, y0, dt) -> None:
         self.recorder.on_step(t0, y0, dt)
-        self._user_callback("callback_step", t0, y0, dt)
-
+        callback = self._user_callbacks["callback_step"]
+        if callback is not None:
+            callback(t0, y0, dt)
 
 
 class AdaptiveObservedField(ObservedField):
@@ -489,8 +503,12 @@ class AdaptiveObservedField(ObservedField):
 
     def callback_accept_step(self, t0, y0, dt) -> None:
         self.recorder.on_accept(t0, y0, dt)
-        self._user_callback("callback_accept_step", t0, y0, dt)
+        callback = self._user_callbacks["callback_accept_step"]
+        if callback is not None:
+            callback(t0, y0, dt)
 
     def callback_reject_step(self, t0, y0, dt) -> None:
         self.recorder.on_reject(t0, y0, dt)
-        self._user_callback("callback_reject_step", t0, y0, dt)
+        callback = self._user_callbacks["callback_reject_step"]
+        if callback is not None:
+            callback(t0, y0, dt)

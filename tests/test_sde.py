@@ -180,3 +180,18 @@ def test_diffusion_with_the_wrong_shape_is_reported():
     block = nde.SDEBlock(Drift(), "learned", {"network": lambda t, h: h[:, :2]}, seed=0)
     with pytest.raises(ValueError, match="returned shape \\(16, 2\\) for a state of shape \\(16, 3\\)"):
         block(x_batch())
+
+
+def test_hooks_on_the_diffusion_still_run():
+    """The block calls the diffusion's forward directly when nothing hooks it (it runs every step);
+    a hook, once set, must still see every call."""
+    drift = torch.nn.Linear(3, 3)
+    block = nde.SDEBlock(lambda t, h: drift(h), "additive", {"sigma": 0.1, "learnable": True}, dt=0.25, seed=0)
+    block(torch.randn(2, 3))
+    seen = []
+    handle = block.diffusion.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    block(torch.randn(2, 3))
+    assert len(seen) == block.stats.nfe_diffusion > 0
+    handle.remove()
+    block(torch.randn(2, 3))
+    assert len(seen) == block.stats.nfe_diffusion  # removed: the direct call again
