@@ -260,6 +260,8 @@ class StepRecorder:
         # Fixed grids: the sum of each step's starting state, taken without a sync; read only when
         # the final state is non-finite, to name the time it diverged (see ``check_finite``).
         self._state_sums: list[torch.Tensor] = []
+        # (record, f(Y_x) - f(Y_y), Y_x - Y_y) per step, turned into S_j in one stacked computation.
+        self._stiffness_queue: list[tuple[StepRecord, torch.Tensor, torch.Tensor]] = []
         self.backward = False
         self._window: list[Stage] | None = None  # evaluations of the step being attempted
         self._window_norm: torch.Tensor | None = None
@@ -364,7 +366,7 @@ class StepRecorder:
             if len(stages) == self.plan.stages:
                 if self.store_stages:
                     record.stages = stages
-                record.stiffness = self._stiffness(stages)
+                self._stiffness(record, stages)
                 if accepted:
                     self._f0 = stages[-1]  # FSAL: the last stage is f(t1, y1)
         self.stats._steps.append(record)
@@ -379,21 +381,21 @@ class StepRecorder:
             stages = self._window[: self.plan.stages]
             if self.store_stages:
                 record.stages = stages
-            record.stiffness = self._stiffness(stages)
+            self._stiffness(record, stages)
             if self.plan.b_hat is not None:
                 record.error_ratio = self._fixed_error_ratio(stages, dt)
         self.stats._steps.append(record)
         self._fixed_step, self._window = None, None
 
-    def _stiffness(self, stages: Sequence[Stage]) -> torch.Tensor | None:
+    def _stiffness(self, record: StepRecord, stages: Sequence[Stage]) -> None:
+        """Queue S_j of ``record``: the estimates of a solve are formed together, when first read."""
         pair = self.plan.equal_c_pair
         if pair is None or not self.want_stiffness:
-            return None
+            return
+        if not self._stiffness_queue:
+            self.stats._pending.append(lambda queue=self._stiffness_queue: _fill_stiffness(queue))
         x, y = stages[pair[1]], stages[pair[0]]
-        num = rms(flat(x.k) - flat(y.k))
-        den = rms(flat(x.y) - flat(y.y))
-        # Equal stage inputs (e.g. a zero field) carry no information about the Jacobian.
-        return torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(num))
+        self._stiffness_queue.append((record, flat(x.k) - flat(y.k), flat(x.y) - flat(y.y)))
 
     def _fixed_error_ratio(self, stages: Sequence[Stage], dt: float) -> torch.Tensor:
         """The embedded pair's error ratio, formed from the stages as torchdiffeq's adaptive loop does."""
@@ -405,24 +407,41 @@ class StepRecorder:
         return rms(err / scale)
 
 
-def step_quadrature(stats: StepStats, integrand: Callable[[Stage], torch.Tensor]) -> torch.Tensor:
-    """sum_j |h_j| sum_i b_i integrand(stage_i) over accepted steps: the solver's own quadrature."""
-    total = None
+def _fill_stiffness(queue: list[tuple[StepRecord, torch.Tensor, torch.Tensor]]) -> None:
+    """S_j = ||f(Y_x) - f(Y_y)|| / ||Y_x - Y_y|| (RMS norms) for every queued step, in a few stacked ops
+    rather than several per step (on small states the op count is the cost, forward and backward)."""
+    num = torch.stack([dk for _, dk, _ in queue]).square().mean(1).sqrt()
+    den = torch.stack([dy for _, _, dy in queue]).square().mean(1).sqrt()
+    # Equal stage inputs (e.g. a zero field) carry no information about the Jacobian.
+    values = torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(num))
+    for (record, _, _), value in zip(queue, values.unbind()):
+        record.stiffness = value
+    queue.clear()
+
+
+def quadrature_nodes(stats: StepStats) -> tuple[list[Stage], list[float]]:
+    """The stages the solver's own quadrature reads and their weights |h_j| b_i, over accepted steps
+    (stages with b_i = 0 left out). Raises ``ValueError`` if stage values were not recorded."""
+    stages: list[Stage] = []
+    weights: list[float] = []
     for step in stats.accepted:
         if step.stages is None:
             raise ValueError(f"method {stats.method!r}: stage values were not recorded for this solve")
-        inner = None
         for b, stage in zip(stats.plan.b, step.stages):
-            if b == 0.0:
-                continue
-            term = b * integrand(stage)
-            inner = term if inner is None else inner + term
-        if inner is not None:
-            term = abs(step.h) * inner
-            total = term if total is None else total + term
-    if total is None:
-        return torch.zeros(())
-    return total
+            if b != 0.0:
+                stages.append(stage)
+                weights.append(abs(step.h) * b)
+    return stages, weights
+
+
+def step_quadrature(stats: StepStats, integrand: Callable[[Stage], torch.Tensor]) -> torch.Tensor:
+    """sum_j |h_j| sum_i b_i integrand(stage_i) over accepted steps: the solver's own quadrature."""
+    stages, weights = quadrature_nodes(stats)
+    total = None
+    for stage, weight in zip(stages, weights):
+        term = weight * integrand(stage)
+        total = term if total is None else total + term
+    return torch.zeros(()) if total is None else total
 
 
 def batch_size(x: State) -> int:
