@@ -309,6 +309,9 @@ class ODEBlock(torch.nn.Module):
             raise ValueError("regularizers read the step statistics: record_stats must stay True")
         self._needs = set().union(*(r.requires for r in self.regularizers)) if self.regularizers else set()
         self._vjp_inputs = "input_grad" in self._needs
+        # What the recorder forms and keeps: only what some regularizer reads.
+        self._recording = {"stiffness": "stiffness" in self._needs, "store_stages": "stages" in self._needs,
+                           "error_graph": "error_estimate" in self._needs}
         # One observing wrapper per wrapper class, reused by every call (building an nn.Module per
         # call costs more than observing a small solve). Not submodules: they only point at field.
         self._observers: dict[type, ObservedField] = {}
@@ -419,24 +422,24 @@ class ODEBlock(torch.nn.Module):
     def _solve(self, solver: _Solver, stats: StepStats | None, y0: Any, grid: torch.Tensor,
                time_map: TimeMap | None) -> Any:
         """One solve of a forward call with ``solver``, recorded into ``stats``."""
-        field, opts = self.field, dict(solver.options)
+        # torchdiffeq copies the options it is given, so the solver's own dict is passed as it is.
+        field = base_field = self.field
+        opts = solver.options
         if time_map is not None:
-            field = TimeMappedField(self.field, time_map)
+            field = TimeMappedField(base_field, time_map)
             if "step_size" in opts:
-                opts["step_size"] = time_map.step(opts["step_size"])
+                opts = {**opts, "step_size": time_map.step(opts["step_size"])}
         if stats is None:
             return _solve(field, y0, grid, solver.name, opts, solver.rtol, solver.atol, self.adjoint, {})
         observer = None
-        if field is self.field:
+        if time_map is None:
             wrapper = AdaptiveObservedField if solver.plan.mode == "adaptive" else ObservedField
             observer = self._observers.get(wrapper)
-            if observer is None:
-                observer = self._observers[wrapper] = wrapper(self.field)
+            if observer is None or observer._field is not base_field:  # new, or block.field was replaced
+                observer = self._observers[wrapper] = wrapper(base_field)
         ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, solver.rtol, solver.atol,
                                 self.adjoint, solver.keep_stages, {}, stats=stats, observer=observer,
-                                direction=self._direction if time_map is None else None,
-                                stiffness="stiffness" in self._needs, store_stages="stages" in self._needs,
-                                error_graph="error_estimate" in self._needs)
+                                direction=self._direction if time_map is None else None, **self._recording)
         return ys
 
     def regularization(self) -> torch.Tensor:

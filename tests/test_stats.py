@@ -244,3 +244,15 @@ def test_fixed_grid_divergence_names_the_step_and_tuple_states_too():
     with pytest.raises(FloatingPointError, match=r"non-finite state at t = 0\.3 "):
         nde.odeint(exploding, (torch.ones(2), torch.ones(3)), torch.tensor([0.0, 1.0]), method="rk4_uv",
                    options={"step_size": 0.1}, return_stats=True)
+
+
+def test_a_block_observes_its_current_field_after_the_field_is_replaced():
+    block = nde.ODEBlock(Field(seed=0), method="dopri5", rtol=1e-6, atol=1e-6)
+    x = torch.randn(4, 3, dtype=F64)
+    block(x)
+    replacement = Counter(seed=1)
+    block.field = replacement
+    out = block(x)
+    assert replacement.nfe == block.stats.nfe_forward > 0
+    expected = torchdiffeq.odeint(Field(seed=1), x, torch.tensor([0.0, 1.0], dtype=F64), rtol=1e-6, atol=1e-6)[-1]
+    torch.testing.assert_close(out, expected)
