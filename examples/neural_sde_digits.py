@@ -8,15 +8,17 @@ averages the softmax of 10 noisy passes.
 
 Reported per variant, mean +- std over seeds: clean test accuracy, accuracy under Gaussian input
 noise, under an L-infinity FGSM attack and under PGD (random start, 10 steps). Attacks on a TTN model
-differentiate through its averaged prediction with fresh noise at every step.
+differentiate through its averaged prediction with fresh noise at every step. The figure (``--plot``,
+by default docs/figures/neural_sde_digits.png) draws the four accuracies as bars per variant.
 
-    python examples/neural_sde_digits.py [--seeds 3] [--epochs 15]
+    python examples/neural_sde_digits.py [--seeds 3] [--epochs 15] [--plot PATH | --no-plot] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,8 @@ import nde_plugins as nde
 from nde_plugins.experiments.attacks import accuracy, fgsm, pgd
 from nde_plugins.experiments.compare import format_rows, mean_std
 from nde_plugins.experiments.digits import TimeConcatField, load_digits_split
+
+DEFAULT_PLOT = Path(__file__).resolve().parents[1] / "docs" / "figures" / "neural_sde_digits.png"
 
 DIFFUSIONS = {
     "ODE (none)": ("none", {}),
@@ -84,29 +88,82 @@ def evaluate(model: NeuralSDEClassifier, seed: int, args) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--eps", type=float, default=0.1, help="L-infinity attack radius (pixels in [0, 1])")
-    parser.add_argument("--input-noise", type=float, default=0.2, help="std of the Gaussian input noise")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
+#: (header, key, format) of the table and of the figure's panels.
+COLUMNS = (("clean acc %", "clean", "{:.2f}"), ("gaussian noise %", "gaussian", "{:.2f}"),
+           ("FGSM %", "fgsm", "{:.2f}"), ("PGD %", "pgd", "{:.2f}"))
+
+
+def run_all(seeds: list[int], epochs: int, args: argparse.Namespace) -> dict[str, list[dict[str, float]]]:
+    """Variant name -> one row of accuracies per seed; a noisy model is also evaluated with TTN."""
     rows: dict[str, list[dict[str, float]]] = {}
-    for seed in range(args.seeds):
+    for seed in seeds:
         for label, (diffusion, options) in DIFFUSIONS.items():
-            model, train_time = train(diffusion, options, seed, args.epochs)
+            model, train_time = train(diffusion, options, seed, epochs)
             rows.setdefault(label, []).append({**evaluate(model, seed, args), "train s": train_time})
             if diffusion != "none":
                 model.block.test_time_noise = True  # same trained weights, evaluated with TTN
                 rows.setdefault(f"{label} + TTN", []).append(evaluate(model, seed, args))
-    print(f"torch {torch.__version__}; digits, Euler-Maruyama dt=0.1 on [0, 1], {args.epochs} epochs, Adam 3e-3, "
-          f"{args.seeds} seeds; Gaussian input noise std {args.input_noise}, FGSM/PGD eps {args.eps} "
-          "(PGD: 10 steps of eps/4, random start); TTN = mean softmax of 10 noisy passes")
-    columns = ["clean", "gaussian", "fgsm", "pgd"]
-    header = ["model", "clean acc %", "gaussian noise %", "FGSM %", "PGD %"]
-    table = [[label, *(mean_std([r[c] for r in runs], "{:.2f}") for c in columns)] for label, runs in rows.items()]
-    print(format_rows(header, table))
+    return rows
+
+
+def plot(rows: dict[str, list[dict[str, float]]], path: Path, title: str) -> None:
+    """Bars of clean, noisy-input, FGSM and PGD accuracy per variant (mean, std as error bars, seeds as dots)."""
+    from nde_plugins.plots import plot_comparison
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Clean and noisy-input accuracies differ by tenths of a point: their panels zoom in.
+    plot_comparison(rows, COLUMNS, str(path), title, value=lambda row, key: row[key], zoom=("clean", "gaussian"))
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=_at_least_one, default=3, help="training seeds 0..N-1 (default 3)")
+    parser.add_argument("--epochs", type=_at_least_one, default=15, help="epochs of Adam (default 15)")
+    parser.add_argument("--eps", type=float, default=0.1, help="L-infinity attack radius (pixels in [0, 1])")
+    parser.add_argument("--input-noise", type=float, default=0.2, help="std of the Gaussian input noise")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 seed, 1 epoch; writes a figure only with --plot")
+    parser.add_argument("--plot", metavar="PATH", type=Path, help=f"the figure (default {DEFAULT_PLOT.name} in "
+                                                                  "docs/figures; needs matplotlib)")
+    parser.add_argument("--no-plot", action="store_true", help="write no figure")
+    args = parser.parse_args(argv)
+    if args.plot is not None and args.no_plot:
+        parser.error("argument --no-plot: not allowed with --plot; give one of them")
+    path = None if args.no_plot else args.plot or (None if args.quick else DEFAULT_PLOT)
+    if path is not None:
+        from nde_plugins.plots import require_matplotlib
+
+        try:
+            require_matplotlib()  # fail before the runs, not after them
+        except ImportError:
+            parser.error("argument --plot: the figure needs matplotlib (pip install 'nde_plugins[plots]'); "
+                         "or give --no-plot")
+    torch.set_num_threads(1)
+    seeds, epochs = ([0], 1) if args.quick else (list(range(args.seeds)), args.epochs)
+    start = time.perf_counter()
+    rows = run_all(seeds, epochs, args)
+    wall = time.perf_counter() - start
+    header = (f"torch {torch.__version__}; digits, Euler-Maruyama dt=0.1 on [0, 1], {epochs} epoch(s), Adam 3e-3, "
+              f"seeds {seeds[0]}..{seeds[-1]}; Gaussian input noise std {args.input_noise:g}, FGSM/PGD eps "
+              f"{args.eps:g} (PGD: 10 steps of eps/4, random start); TTN = mean softmax of 10 noisy passes; "
+              f"one thread, {wall:.0f} s wall")
+    print(header)
+    table = [[label, *(mean_std([r[key] for r in runs], fmt) for _, key, fmt in COLUMNS)]
+             for label, runs in rows.items()]
+    print(format_rows(["model", *(name for name, _, _ in COLUMNS)], table))
+    if path is not None:
+        plot(rows, path, header)
+        print(f"\nfigure written to {path}")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ Euler-Maruyama (torchsde's step doubling); each iteration simulates 100 paths an
 squared error of their mean and variance against the targets. Compared: vanilla vs the error-estimate
 regularizer (ERNSDE), with the error ratios rebuilt with their graph from torchsde's full and half
 steps. Reported: final loss (on 1,000 fresh paths), prediction NFE (drift evaluations of that solve),
-training time.
+training time. The figure (``--plot``, by default docs/figures/spiral_sde.png) draws the mean path of
+the data and of each fitted model (seed 0) in the phase plane, and the final loss and prediction NFE
+against the weight.
 
     python examples/spiral_sde.py [--seeds 3] [--iterations 300] [--weights 0.01,0.03,0.1,1]
+                                  [--plot PATH | --no-plot] [--quick]
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from pathlib import Path
 
 import torch
 import torchsde
@@ -28,6 +32,8 @@ from nde_plugins.experiments.compare import format_rows, mean_std
 A, B, G = 0.1, 2.0, 0.2
 U0 = torch.tensor([2.0, 0.0])
 TIMES = torch.linspace(0.0, 1.0, 30)
+DEFAULT_PLOT = Path(__file__).resolve().parents[1] / "docs" / "figures" / "spiral_sde.png"
+QUICK_ITERATIONS = 10
 
 
 class TrueSpiral(torch.nn.Module):
@@ -62,7 +68,9 @@ def moments_loss(paths: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> 
     return (paths.mean(1) - mean).square().mean() + (paths.var(1) - var).square().mean()
 
 
-def fit(seed: int, weight: float, iterations: int, mean, var) -> dict[str, float]:
+def fit(seed: int, weight: float, iterations: int, mean, var) -> dict:
+    """Train one model; its final loss, prediction NFE, training time and ``"path"``, the mean over
+    the 1,000 evaluation paths at each observation time, ``[[u1, u2], ...]``."""
     torch.manual_seed(seed)
     regularizers = {"error_estimate": weight} if weight else None
     block = nde.SDEBlock(CubicDrift(), "multiplicative", {"sigma": 0.1, "learnable": True}, t=TIMES, dt=0.05,
@@ -78,35 +86,118 @@ def fit(seed: int, weight: float, iterations: int, mean, var) -> dict[str, float
     train_time = time.perf_counter() - start
     with torch.no_grad():
         block.train()  # keep the noise on: the model is a distribution over paths
-        final = moments_loss(block(U0.expand(1000, 2)), mean, var).item()
-    return {"loss": final, "nfe": block.stats.nfe_forward, "train s": train_time}
+        paths = block(U0.expand(1000, 2))
+        final = moments_loss(paths, mean, var).item()
+    return {"loss": final, "nfe": block.stats.nfe_forward, "train s": train_time, "path": paths.mean(1).tolist()}
 
 
-def main() -> None:
+def label(weight: float) -> str:
+    return f"error_estimate ({weight:g})" if weight else "vanilla"
+
+
+def run_all(seeds: list[int], weights: list[float], iterations: int, mean, var) -> dict[float, list[dict]]:
+    """Weight -> one fit per seed (weight 0: vanilla)."""
+    results: dict[float, list[dict]] = {}
+    for seed in seeds:
+        for w in weights:
+            results.setdefault(w, []).append(fit(seed, w, iterations, mean, var))
+    return results
+
+
+def plot(results: dict[float, list[dict]], mean: torch.Tensor, path: Path, title: str) -> None:
+    """The mean path in the phase plane (data and each weight's seed-0 model), final loss and prediction NFE
+    against the weight (mean, std over seeds as error bars)."""
+    from nde_plugins.plots import Curves, plot_curves
+
+    weights = list(results)
+    paths = {"data (10,000 paths)": ([float(u1) for u1, _ in mean.tolist()], [[float(u2)] for _, u2 in mean.tolist()])}
+    for w, runs in results.items():
+        paths[label(w)] = ([u1 for u1, _ in runs[0]["path"]], [[u2] for _, u2 in runs[0]["path"]])
+    ticks = {float(i): f"{w:g}" if w else "0\n(vanilla)" for i, w in enumerate(weights)}
+    positions = list(ticks)
+    seeds = len(next(iter(results.values())))
+
+    def against_weight(key: str) -> dict:
+        return {"error_estimate weight": (positions, [[r[key] for r in results[w]] for w in weights])}
+
+    panels = [
+        Curves("mean path u(t), t in [0, 1], seed 0", "u1", "u2", paths, equal_aspect=True,
+               styles={"data (10,000 paths)": {"color": "black", "linewidth": 3.0, "marker": None, "zorder": 0}}),
+        Curves("final moment loss (1,000 fresh paths)", "error_estimate weight", "squared error of mean and variance",
+               against_weight("loss"), yscale="log", xticks=ticks),
+        Curves("prediction NFE (drift evaluations)", "error_estimate weight", "NFE", against_weight("nfe"),
+               xticks=ticks),
+    ]
+    spread = f"error bars: ±1 std over {seeds} seeds" if seeds > 1 else "one seed"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plot_curves(panels, str(path), title, caption=f"Loss and NFE: mean over seeds, {spread}. The model is a "
+                "distribution over paths: its mean path is the mean of 1,000 noisy solves of the trained SDE.")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        weights = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers > 0, got {text!r}") from None
+    if not all(w > 0 for w in weights):  # 0 is the vanilla model, always run
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers > 0, got {text!r}")
+    return weights
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--weights", default="0.01,0.03,0.1,1", help="error_estimate weights to compare")
-    args = parser.parse_args()
+    parser.add_argument("--seeds", type=_at_least_one, default=3, help="training seeds 0..N-1 (default 3)")
+    parser.add_argument("--iterations", type=_at_least_one, default=300, help="Adam iterations (default 300)")
+    parser.add_argument("--weights", type=_weights, default="0.01,0.03,0.1,1",
+                        help="error_estimate weights to compare with vanilla (default 0.01,0.03,0.1,1)")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: 1 seed, {QUICK_ITERATIONS} iterations; "
+                                                             "writes a figure only with --plot")
+    parser.add_argument("--plot", metavar="PATH", type=Path, help=f"the figure (default {DEFAULT_PLOT.name} in "
+                                                                  "docs/figures; needs matplotlib)")
+    parser.add_argument("--no-plot", action="store_true", help="write no figure")
+    args = parser.parse_args(argv)
+    if args.plot is not None and args.no_plot:
+        parser.error("argument --no-plot: not allowed with --plot; give one of them")
+    path = None if args.no_plot else args.plot or (None if args.quick else DEFAULT_PLOT)
+    if path is not None:
+        from nde_plugins.plots import require_matplotlib
+
+        try:
+            require_matplotlib()  # fail before the runs, not after them
+        except ImportError:
+            parser.error("argument --plot: the figure needs matplotlib (pip install 'nde_plugins[plots]'); "
+                         "or give --no-plot")
     torch.set_num_threads(1)
     # torchsde warns that adaptive Euler-Maruyama is not guaranteed to converge for non-additive noise.
     warnings.filterwarnings("ignore", message="Numerical solution is not guaranteed")
+    seeds, iterations = ([0], QUICK_ITERATIONS) if args.quick else (list(range(args.seeds)), args.iterations)
+    start = time.perf_counter()
     mean, var = target_moments()
-    weights = [0.0] + [float(w) for w in args.weights.split(",")]
-    results: dict[str, list[dict[str, float]]] = {}
-    for seed in range(args.seeds):
-        for w in weights:
-            name = f"error_estimate ({w:g})" if w else "vanilla"
-            results.setdefault(name, []).append(fit(seed, w, args.iterations, mean, var))
-    print(f"torch {torch.__version__}, torchsde {torchsde.__version__}; spiral SDE moments, adaptive Euler-Maruyama "
-          f"rtol=atol=1e-2, {args.iterations} Adam iterations of 100 paths, {args.seeds} seeds (mean +- std)")
-    header = ["model", "final loss", "prediction NFE", "training time s"]
+    results = run_all(seeds, [0.0, *args.weights], iterations, mean, var)
+    wall = time.perf_counter() - start
+    header = (f"torch {torch.__version__}, torchsde {torchsde.__version__}; spiral SDE moments, adaptive "
+              f"Euler-Maruyama rtol=atol=1e-2, {iterations} Adam iterations of 100 paths, seeds "
+              f"{seeds[0]}..{seeds[-1]} (mean +- std); one thread, {wall:.0f} s wall")
+    print(header)
     rows = [
-        [name, *(mean_std([r[key] for r in runs], fmt)
-                 for key, fmt in (("loss", "{:.4f}"), ("nfe", "{:.1f}"), ("train s", "{:.2f}")))]
-        for name, runs in results.items()
+        [label(w), *(mean_std([r[key] for r in runs], fmt)
+                     for key, fmt in (("loss", "{:.4f}"), ("nfe", "{:.1f}"), ("train s", "{:.2f}")))]
+        for w, runs in results.items()
     ]
-    print(format_rows(header, rows))
+    print(format_rows(["model", "final loss", "prediction NFE", "training time s"], rows))
+    if path is not None:
+        plot(results, mean, path, header)
+        print(f"\nfigure written to {path}")
 
 
 if __name__ == "__main__":

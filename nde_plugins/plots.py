@@ -4,7 +4,9 @@ matplotlib (and numpy, which it brings) is imported inside the drawing functions
 time, so ``import nde_plugins.plots`` costs nothing and works without the extra. The stability
 figures draw the numbers of ``nde_plugins.tableaux._stability`` (the stability polynomial of a tableau,
 its real stability interval, the principal local error coefficients), which ``nde-plugins
-tableau`` also prints.
+tableau`` also prints. ``plot_comparison`` (bars per variant) and ``plot_curves`` (a quantity
+against a swept one, mean and spread over seeds) draw the CLI's ``--compare`` figure and those of
+the examples.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .tableaux import Tableau, TableauError, TableauFamily
@@ -41,6 +44,12 @@ def _pyplot():
     except ImportError:
         raise ImportError("plots need matplotlib: pip install 'nde_plugins[plots]'") from None
     return plt
+
+
+def require_matplotlib() -> None:
+    """Raise ``ImportError`` naming the install command unless matplotlib is there: a script calls
+    it before a long run whose figure would otherwise fail only at the end."""
+    _pyplot()
 
 
 def _save(fig: Any, plt: Any, path: str) -> None:
@@ -417,38 +426,170 @@ def plot_training(log: Any, path: str, title: str, evaluations: Sequence[Mapping
     _save(fig, plt, path)
 
 
+def _wrapped(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` broken into lines that fit a figure ``width_in`` inches wide at ``fontsize`` points
+    (a long run header as a title would otherwise run off both edges)."""
+    chars = max(40, int(width_in * 72 / (0.6 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.splitlines())
+
+
+def _zoomed(ax: Any, runs: Sequence[Sequence[float]]) -> None:
+    """The y-axis over the range of the runs with a margin, not from 0: accuracies that differ by a
+    few points would otherwise be bars of equal height. Bars are cut at the bottom of the axis."""
+    values = [v for run in runs for v in run]
+    low, high = min(values), max(values)
+    pad = max(high - low, 0.02 * abs(high), 1e-9)
+    bottom = low - 2 * pad
+    ax.set_ylim(max(bottom, 0.0) if low >= 0 else bottom, high + pad)
+
+
 def plot_comparison(results: Mapping[str, Sequence[Any]], columns: Sequence[tuple[str, str, str]], path: str,
-                    title: str, value: Callable[[Any, str], float] = getattr) -> None:
+                    title: str, value: Callable[[Any, str], float] = getattr, zoom: Sequence[str] = ()) -> None:
     """The ``--compare`` table as bars: one panel per column ``(header, attribute, format)``, one bar
-    per variant at the mean over its runs, error bars of one standard deviation (runs > 1), and
-    each run as a dot."""
+    per variant at the mean over its runs (written at the bar's foot in the column's ``str.format``
+    format), error bars of one standard deviation (runs > 1), and each run as a dot.
+
+    ``value(run, attribute)`` reads a number from a run (default ``getattr``; ``lambda r, k: r[k]``
+    for dicts). The panels of the attributes in ``zoom`` span the range of the runs instead of
+    starting at 0. Up to four variants are named under their bars; more share one legend.
+    """
     import numpy as np
+    from matplotlib.patches import Patch
 
     plt = _pyplot()
     n = len(columns)
-    cols = min(3, n)
+    cols = n if n <= 4 else 3
     rows = math.ceil(n / cols)
     names = list(results)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.9 * rows), squeeze=False)
+    colors = [f"C{i % 10}" for i in range(len(names))]
+    legend = len(names) > 4
+    width = 4.2 * cols
+    legend_rows = math.ceil(len(names) / 4) if legend else 0
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 3.9 * rows + 0.22 * legend_rows), squeeze=False)
     positions = np.arange(len(names))
-    for index, (header, attribute, _) in enumerate(columns):
+    for index, (header, attribute, fmt) in enumerate(columns):
         ax = axes[index // cols][index % cols]
         runs = [[float(value(r, attribute)) for r in results[name]] for name in names]
         means = [float(np.mean(v)) for v in runs]
         spreads = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in runs]
-        ax.bar(positions, means, yerr=spreads, capsize=4, color=[f"C{i % 10}" for i in range(len(names))],
-               alpha=0.75)
+        ax.bar(positions, means, yerr=spreads, capsize=4, color=colors, alpha=0.75, edgecolor="black",
+               linewidth=0.5)
         for i, v in enumerate(runs):
             offsets = np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else [0.0]
             ax.scatter(positions[i] + np.asarray(offsets), v, color="black", s=10, zorder=3)
-        ax.set_xticks(positions, names, rotation=20, ha="right", fontsize=8)
-        ax.set_title(header)
+        if attribute in zoom:
+            _zoomed(ax, runs)
+        bottom, top = ax.get_ylim()
+        for i, mean in enumerate(means):
+            ax.text(positions[i], bottom + 0.03 * (top - bottom), fmt.format(mean), ha="center", va="bottom",
+                    fontsize=7 if len(names) > 4 else 8, rotation=90 if len(names) > 6 else 0, zorder=4,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+        if legend:
+            ax.set_xticks([])
+        else:
+            ax.set_xticks(positions, [textwrap.fill(name, 16) for name in names], fontsize=8)
+        ax.set_title(header + (" (axis zoomed)" if attribute in zoom else ""), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     for index in range(n, rows * cols):
         axes[index // cols][index % cols].set_visible(False)
     seeds = {len(v) for v in results.values()}
     spread = "bars: mean; error bars: ±1 std over seeds; dots: single seeds" if max(seeds) > 1 else \
         "one seed per variant"
-    fig.suptitle(f"{title}\n({spread})", fontsize=11)
-    fig.tight_layout()
+    fig.suptitle(_wrapped(f"{title}\n({spread})", width, 9), fontsize=9)
+    bottom = 0.0
+    if legend:
+        handles = [Patch(facecolor=c, alpha=0.75, edgecolor="black", label=name) for c, name in zip(colors, names)]
+        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+        bottom = (0.22 * legend_rows + 0.05) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    _save(fig, plt, path)
+
+
+# -- curves over a swept quantity ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Curves:
+    """One panel of ``plot_curves``: a quantity against another, one line per label.
+
+    ``lines`` maps a label to ``(xs, runs)``: at each x the values of the runs (one per seed),
+    drawn at their mean with error bars of one standard deviation where there are several.
+    The xs are drawn in the order given (a path in a phase plane is a line too). ``marks`` are
+    vertical reference lines, ``x -> label``; ``xticks`` names the ticks of a categorical axis,
+    ``x -> label``; ``styles`` are extra matplotlib line options per label (a target in black);
+    ``ylim`` and ``legend_loc`` leave room for a legend where the automatic placement would cover lines.
+    """
+
+    title: str
+    xlabel: str
+    ylabel: str
+    lines: Mapping[str, tuple[Sequence[float], Sequence[Sequence[float]]]]
+    xscale: str = "linear"
+    yscale: str = "linear"
+    marks: Mapping[float, str] = field(default_factory=dict)
+    xticks: Mapping[float, str] = field(default_factory=dict)
+    styles: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    ylim: tuple[float, float] | None = None
+    equal_aspect: bool = False
+    legend_loc: str = "best"
+
+
+def _draw_curves(ax: Any, panel: Curves) -> None:
+    import numpy as np
+
+    count = len(panel.lines)
+    for index, (label, (xs, runs)) in enumerate(panel.lines.items()):
+        means = [float(np.mean(r)) for r in runs]
+        spreads = [float(np.std(r, ddof=1)) if len(r) > 1 else 0.0 for r in runs]
+        # Lines that coincide (equal accuracies) stay visible: each later one has a smaller marker of
+        # its own shape, drawn on top of the earlier ones.
+        style = {"color": f"C{index % 10}", "marker": "osD^vP*X"[index % 8] if len(xs) <= 12 else None,
+                 "markersize": 4 + 0.7 * (count - 1 - index) if count > 1 else 4, "linewidth": 1.5,
+                 **panel.styles.get(label, {})}
+        if any(spreads):
+            ax.errorbar(xs, means, yerr=spreads, capsize=3, label=label, **style)
+        else:
+            ax.plot(xs, means, label=label, **style)
+    for position, (x, text) in enumerate(panel.marks.items()):
+        ax.axvline(x, color="dimgray", linestyle=(":", "--", "-.")[position % 3], linewidth=1.1, label=text)
+    ax.set_xscale(panel.xscale)
+    ax.set_yscale(panel.yscale)
+    bottom, top = ax.get_ylim()
+    if panel.yscale == "log" and top < 10 * bottom:
+        # Within one decade a log axis may hold no tick at all: plain numbers at a few even places.
+        from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(5))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+        ax.yaxis.set_minor_locator(NullLocator())
+    if panel.xticks:
+        ax.set_xticks(list(panel.xticks), list(panel.xticks.values()), fontsize=8)
+        ax.minorticks_off()
+    if panel.ylim is not None:
+        ax.set_ylim(*panel.ylim)
+    if panel.equal_aspect:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(panel.title, fontsize=10)
+    ax.set_xlabel(panel.xlabel)
+    ax.set_ylabel(panel.ylabel)
+    ax.grid(alpha=0.3)
+    if len(panel.lines) > 1 or panel.marks:
+        ax.legend(fontsize=7 if len(panel.lines) + len(panel.marks) > 5 else 8, loc=panel.legend_loc)
+
+
+def plot_curves(panels: Sequence[Curves], path: str, title: str, caption: str = "") -> None:
+    """``panels`` side by side under ``title`` (wrapped to the figure's width), with ``caption``
+    (the setting, what the error bars mean) in small type under them."""
+    plt = _pyplot()
+    width = 5.2 * len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        _draw_curves(ax, panel)
+    fig.suptitle(_wrapped(title, width, 9), fontsize=9)
+    bottom = 0.0
+    if caption:
+        text = _wrapped(caption, width, 8)
+        fig.text(0.01, 0.01, text, ha="left", va="bottom", fontsize=8, color="dimgray")
+        bottom = (0.18 * (text.count("\n") + 1) + 0.05) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     _save(fig, plt, path)
