@@ -1,11 +1,13 @@
-"""Digits training throughput under DistributedDataParallel: 1 process against 2 (gloo, CPU).
+"""Digits training throughput: 1 process against 2 under DistributedDataParallel (gloo, CPU).
 
-Each setup trains the digits ODE classifier (``experiments.digits``: DigitsClassifier, build_block)
-inside DDP, its samples split by a DistributedSampler, with the same global batch (each of W
-ranks takes batch / W samples per step, so every setup takes the same optimizer steps). One
-warm-up epoch, then ``--epochs`` timed epochs between barriers; samples/s counts the samples of
-all ranks over the slowest rank's time (process start-up and the warm-up are not counted). NFE
-come from each rank's ``block.stats``, gathered with ``nde_plugins.distributed.all_reduce_counts``.
+Each setup runs the digits job itself, ``experiments.digits.fit_digits``, in fresh processes: one
+process without a process group (what ``nde-plugins train`` runs), or W ranks of a gloo process
+group, where fit_digits trains inside DDP with a DistributedSampler (what ``nde-plugins train
+--nproc W`` runs). The global batch is the same in every setup (each of W ranks takes batch / W
+samples per step), so every setup makes the same optimizer steps. samples/s counts the samples
+of all ranks over the slowest rank's training time (fit_digits' ``train_time_s``: the training
+loop of all ``--epochs`` epochs, the first one included; process start-up and evaluation are not
+counted). NFE come from each rank's numbers in ``TrainResult.ranks``.
 
     1 process x 1 thread          the baseline (and, run twice, the A/A row)
     1 process x T threads         one process using every core (T = --threads, default 2)
@@ -28,7 +30,6 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -36,60 +37,32 @@ import torch.multiprocessing as mp
 
 
 def _worker(rank: int, world: int, threads: int, args: argparse.Namespace, tmp: str) -> None:
-    from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data import DistributedSampler
-
-    from nde_plugins.distributed import all_reduce_counts
-    from nde_plugins.experiments.digits import DigitsClassifier, TrainConfig, build_block, load_digits_split
+    from nde_plugins.experiments.digits import TrainConfig, fit_digits
 
     torch.set_num_threads(threads)
+    config = TrainConfig(method=args.method, rtol=args.tol, atol=args.tol, step_size=args.step_size, seed=0,
+                         batch_size=args.batch, epochs=args.epochs)
+    if world == 1:  # the single-process path, without a process group
+        _, result = fit_digits(config, progress=False)
+        Path(tmp, "counts.json").write_text(json.dumps(result.ranks))
+        return
     # A rendezvous file in a fresh folder: no port to choose, so no race with other jobs on the machine.
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank,
                                          world_size=world, timeout=datetime.timedelta(seconds=120))
     try:
-        x, y, _, _ = load_digits_split()
-        config = TrainConfig(method=args.method, rtol=args.tol, atol=args.tol, step_size=args.step_size, seed=0,
-                             batch_size=args.batch)
-        torch.manual_seed(config.seed)
-        model = DigitsClassifier(build_block(config))
-        block = model.block
-        ddp = DistributedDataParallel(model)
-        optimizer = torch.optim.Adam(ddp.parameters(), lr=config.lr)
-        # The sampler only needs the dataset's length: indices are taken straight from the tensors.
-        sampler = DistributedSampler(range(len(x)), num_replicas=world, rank=rank, shuffle=True, seed=0)
-        local = args.batch // world
-
-        def epoch(number: int) -> tuple[int, int, int, int]:
-            sampler.set_epoch(number)
-            order = torch.tensor(list(sampler))
-            samples = nfe_forward = nfe_backward = batches = 0
-            for start in range(0, len(order) - local + 1, local):  # full batches only: equal steps per rank
-                idx = order[start:start + local]
-                loss = torch.nn.functional.cross_entropy(ddp(x[idx]), y[idx]) + block.regularization()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                samples += len(idx)
-                nfe_forward += block.stats.nfe_forward
-                nfe_backward += block.stats.nfe_backward
-                batches += 1
-            return samples, nfe_forward, nfe_backward, batches
-
-        epoch(0)  # warm-up: allocator, thread pools, the solver's first calls
-        torch.distributed.barrier()
-        start = time.perf_counter()
-        totals = [0, 0, 0, 0]
-        for number in range(1, args.epochs + 1):
-            totals = [a + b for a, b in zip(totals, epoch(number))]
-        torch.distributed.barrier()
-        seconds = time.perf_counter() - start
-        samples, nfe_forward, nfe_backward, batches = totals
-        counts = all_reduce_counts({"samples": samples, "nfe_forward": nfe_forward, "nfe_backward": nfe_backward,
-                                    "batches": batches, "seconds": seconds})
+        _, result = fit_digits(config, progress=False)
         if rank == 0:
-            Path(tmp, "counts.json").write_text(json.dumps(list(counts.per_rank)))
+            Path(tmp, "counts.json").write_text(json.dumps(result.ranks))
     finally:
         torch.distributed.destroy_process_group()
+
+
+def _load() -> str:
+    """The 1-, 5- and 15-minute load averages, where the system reports them."""
+    try:
+        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    except (AttributeError, OSError):
+        return "not available"
 
 
 def run(world: int, threads: int, args: argparse.Namespace) -> list[dict[str, float]]:
@@ -101,7 +74,7 @@ def run(world: int, threads: int, args: argparse.Namespace) -> list[dict[str, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4, help="timed epochs after one warm-up epoch (default 4)")
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs, all timed (default 4)")
     parser.add_argument("--repeats", type=int, default=2, help="rounds over all setups; medians are shown (default 2)")
     parser.add_argument("--method", default="dopri5", help="the block's method (default dopri5)")
     parser.add_argument("--tol", type=float, default=1e-5, help="rtol = atol for adaptive methods (default 1e-5)")
@@ -116,8 +89,10 @@ def main() -> None:
     setups = [("1 proc x 1 thread (A)", 1, 1), ("1 proc x 1 thread (A again)", 1, 1),
               (f"1 proc x {args.threads} threads", 1, args.threads), ("2 procs x 1 thread", 2, 1)]
     solver = args.method + (f" step {args.step_size:g}" if args.step_size else f" rtol=atol={args.tol:g}")
-    print(f"digits training under DDP (gloo, CPU, {os.cpu_count()} cores): {solver}, global batch {args.batch}, "
-          f"{args.epochs} timed epochs after 1 warm-up, median of {args.repeats} interleaved rounds")
+    print(f"digits training, fit_digits (DDP over gloo for 2 processes; CPU, {os.cpu_count()} cores): {solver}, "
+          f"global batch {args.batch}, {args.epochs} timed epochs, median of {args.repeats} interleaved rounds")
+    # Other work on the cores changes everything here: say how much there was.
+    print(f"load average before the runs: {_load()}")
     # Rounds interleave the setups, so that a slow spell of a shared machine hits every setup alike.
     runs: dict[str, list[list[dict[str, float]]]] = {label: [] for label, _, _ in setups}
     for _ in range(args.repeats):
@@ -126,7 +101,7 @@ def main() -> None:
     print(f"{'setup':30s} {'samples/s':>10s} {'(min-max)':>15s} {'ratio':>6s}  NFE fwd/batch per rank  NFE fwd total")
     baseline = None
     for label, _, _ in setups:
-        rates = sorted(sum(r["samples"] for r in per_rank) / max(r["seconds"] for r in per_rank)
+        rates = sorted(sum(r["samples"] for r in per_rank) / max(r["train_time_s"] for r in per_rank)
                        for per_rank in runs[label])
         rate = statistics.median(rates)
         baseline = baseline or rate
@@ -135,6 +110,7 @@ def main() -> None:
         total = sum(r["nfe_forward"] for r in last)
         spread = f"({rates[0]:.0f}-{rates[-1]:.0f})"
         print(f"{label:30s} {rate:10.1f} {spread:>15s} {rate / baseline:6.2f}  {nfe:22s} {total:.0f}")
+    print(f"load average after the runs: {_load()}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime
 import difflib
 import importlib.metadata
 import importlib.util
@@ -18,6 +19,7 @@ import inspect
 import json
 import math
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -682,17 +684,19 @@ def parse_regularizer(spec: str, epochs: int) -> tuple[str, dict]:
 def _parse_end_time(spec: str) -> tuple[str, dict]:
     name, factory, raw = _split_spec(spec, "end_time_sampler", "end-time sampler", "steer:b=0.5")
     options = {key: _value(value) for key, value in raw.items()}
-    # per_sample is the block's option (one draw per sample), not the sampler's.
-    per_sample = options.pop("per_sample", False)
-    if not isinstance(per_sample, bool):
-        raise ValueError(f"per_sample must be true or false, got {per_sample!r}")
-    check_factory_options("end time", name, factory, options, also="per_sample=true|false")
+    # per_sample (one draw per sample) and synchronized (one draw for every rank) are the block's options,
+    # not the sampler's.
+    flags = {key: options.pop(key, False) for key in ("per_sample", "synchronized")}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+    check_factory_options("end time", name, factory, options, also="per_sample=true|false, synchronized=true|false")
     missing = _required_options(factory) - set(options)
     if missing:
         raise ValueError(f"end time {name!r} needs {', '.join(sorted(missing))}; write "
                          f"{name}:{','.join(f'{key}=V' for key in sorted(missing))}")
     factory(**options)  # the sampler's own checks of the values (b > 0, ...); b against t comes later
-    return name, options | ({"per_sample": True} if per_sample else {})
+    return name, options | {key: True for key, value in flags.items() if value}
 
 
 #: --schedule options that take several values, separated by '|'.
@@ -1023,16 +1027,184 @@ def _plot_training(args: argparse.Namespace, result, title: str, evaluations: li
         print(f"figure written to {args.plot}")
 
 
+# ------------------------------------------------------------------------------------------------
+# train across processes (torchrun, --nproc)
+
+#: Environment variables torchrun sets in every process it starts; all three mark a torchrun rank.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+#: Seconds a rank waits for the others, at the rendezvous and in every collective, before it fails
+#: instead of hanging (every rank runs the same steps, so a healthy peer is never this far behind).
+PROCESS_GROUP_TIMEOUT_S = 60
+#: Backends train accepts for --backend; the default picks by the device the model trains on.
+BACKENDS = ("gloo", "nccl")
+
+
+def _torchrun_rank() -> bool:
+    """True when torchrun started this process (it sets RANK, WORLD_SIZE and LOCAL_RANK)."""
+    return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
+def torchrun_world() -> int | None:
+    """The world size when this process is a torchrun rank, else None; malformed variables are refused."""
+    if not _torchrun_rank():
+        return None
+    values = {name: os.environ[name] for name in TORCHRUN_VARIABLES}
+    try:
+        rank, world = int(values["RANK"]), int(values["WORLD_SIZE"])
+    except ValueError:
+        rank, world = -1, 0
+    if world < 1 or not 0 <= rank < world:
+        raise UsageError(f"environment: RANK={values['RANK']!r} and WORLD_SIZE={values['WORLD_SIZE']!r} are not a "
+                         "rank 0 <= RANK < WORLD_SIZE; launch with torchrun, or unset RANK, WORLD_SIZE and LOCAL_RANK")
+    return world
+
+
+def default_backend(device: torch.device) -> str:
+    """NCCL for a model on CUDA (where NCCL is built in), gloo otherwise."""
+    if device.type == "cuda" and torch.distributed.is_nccl_available():
+        return "nccl"
+    return "gloo"
+
+
+def _check_processes(args: argparse.Namespace) -> int | None:
+    """How many processes train runs on (None: this one alone, no process group); refuses what cannot run there.
+
+    Checked on the command line as given, before the task's defaults are filled in: the number
+    comes from --nproc, or from torchrun's environment when this process is one of its ranks.
+    """
+    world = torchrun_world()
+    if world is not None and args.nproc is not None:
+        raise UsageError(f"argument --nproc: this process is already a torchrun rank (WORLD_SIZE={world}); drop "
+                         "--nproc, or run nde-plugins train --nproc N without torchrun")
+    if world is None and (args.nproc or 1) == 1:
+        if args.backend is not None:
+            raise UsageError("argument --backend: only applies across processes; add --nproc N (N >= 2) or launch "
+                             "with torchrun")
+        return None
+    flag = "--nproc" if world is None else "--task"
+    how = f"--nproc {args.nproc}" if world is None else f"torchrun, WORLD_SIZE={world}"
+    if not torch.distributed.is_available():
+        raise UsageError(f"argument {flag}: this torch build has no torch.distributed; train in one process")
+    if args.task != "digits":
+        raise UsageError(f"argument {flag}: training on several processes ({how}) is implemented for --task digits "
+                         f"only; run --task {args.task} in one process")
+    if args.compare is not None:
+        raise UsageError(f"argument --compare: not available across processes ({how}); train the variants one by "
+                         "one, each with --regularizer / --end-time")
+    if args.backend is not None:
+        if not torch.distributed.is_backend_available(args.backend):
+            raise UsageError(f"argument --backend: this torch build has no {args.backend} backend; use "
+                             f"{default_backend(torch.device('cpu'))}")
+        if args.backend == "nccl":
+            raise UsageError("argument --backend: the digits task trains on the CPU, and NCCL reduces CUDA tensors "
+                             "only; use gloo (the default)")
+    return world or args.nproc
+
+
+def _check_global_batch(args: argparse.Namespace, processes: int | None) -> None:
+    """The batch size is the global batch: it must split evenly over the processes."""
+    if processes is not None and args.batch_size % processes:
+        raise UsageError(f"argument --batch-size: {args.batch_size} does not split over {processes} processes; the "
+                         f"batch size is the global batch, each process takes an equal part of it: give a multiple "
+                         f"of {processes}")
+
+
+def _without_nproc(argv: Sequence[str]) -> list[str]:
+    """``argv`` without --nproc and its value (``--nproc N``, ``--nproc=N`` or an abbreviation argparse accepts).
+
+    train has no other option starting with ``--n``, so every prefix of --nproc names it.
+    """
+    out: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        name, equals, _ = token.partition("=")
+        if name.startswith("--n") and "--nproc".startswith(name):
+            if not equals:
+                next(tokens, None)
+            continue
+        out.append(token)
+    return out
+
+
+def torchrun_command(nproc: int, argv: Sequence[str]) -> list[str]:
+    """The command that runs ``nde-plugins`` with ``argv`` (minus --nproc) on ``nproc`` local processes."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            "-m", "nde_plugins", *_without_nproc(argv)]
+
+
+def _launch(nproc: int, argv: Sequence[str]) -> int:
+    """Run train on ``nproc`` processes through torchrun; its exit status.
+
+    torchrun sets OMP_NUM_THREADS=1 for each of several processes when it is unset (and warns that it
+    did); it is set here in advance to the same value, which keeps the warning out of the output.
+    """
+    env = {**os.environ}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    process = subprocess.Popen(torchrun_command(nproc, argv), env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        # The terminal interrupted torchrun and its ranks as well: give torchrun the time to stop them.
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+            process.wait()
+        raise
+
+
+@contextlib.contextmanager
+def _process_group(args: argparse.Namespace, processes: int | None) -> Iterator[tuple[int, str | None]]:
+    """(rank, backend) of this process inside the default process group, initialized from torchrun's
+    environment and destroyed on the way out; (0, None) when train runs in one process."""
+    if processes is None:
+        yield 0, None
+        return
+    backend = args.backend or default_backend(torch.device("cpu"))  # the digits task trains on the CPU
+    torch.distributed.init_process_group(backend, timeout=datetime.timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
+    try:
+        yield torch.distributed.get_rank(), backend
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _print_ranks(args: argparse.Namespace, result, backend: str) -> None:
+    """The training numbers of every rank and their totals (text output of a run on several processes)."""
+    from .experiments.compare import format_rows
+
+    world = len(result.ranks)
+    checksums = {entry["parameter_checksum"] for entry in result.ranks}
+    agree = f"identical on every rank (CRC-32 {checksums.pop():08x})" if len(checksums) == 1 else \
+        "DIFFERENT across ranks: " + ", ".join(f"{entry['parameter_checksum']:08x}" for entry in result.ranks)
+    print(f"  processes        {world} ({backend}), global batch {args.batch_size} = {world} x "
+          f"{args.batch_size // world} per step")
+    print(f"  parameters       {agree}")
+    print("  training solves, summed over each rank's batches:")
+    header = ("rank", "samples", "batches", "NFE fwd", "NFE bwd", "steps acc", "steps rej", "regularization",
+              "time s")
+    keys = ("samples", "batches", "nfe_forward", "nfe_backward", "steps_accepted", "steps_rejected")
+
+    def row(label: str, entry: dict) -> list[str]:
+        return [label, *(f"{entry[key]:.0f}" for key in keys), f"{entry['regularization']:.4g}",
+                f"{entry['train_time_s']:.2f}" if "train_time_s" in entry else ""]
+
+    rows = [row(str(rank), entry) for rank, entry in enumerate(result.ranks)]
+    rows.append(row("total", result.ranks_total))
+    print("\n".join(f"    {line}" for line in format_rows(header, rows).splitlines()))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .experiments import digits, stiff
 
     if args.method is None:
         args.method = "euler" if args.task in SYNTHETIC_TASKS else "dopri5"
+    processes = _check_processes(args)
     if args.task in SYNTHETIC_TASKS:
         return _train_synthetic(args)
     from .experiments.compare import COLUMNS, STIFF_COLUMNS, compare_configs, format_table
 
     _check_train_arguments(args)
+    _check_global_batch(args, processes)
     given = _given_regularizers(args)
     end_time = _given_end_time(args)
     single = {"regularizers": given, "end_time": end_time[0] if end_time else None,
@@ -1057,13 +1229,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         run, columns, printer = digits.train_digits, COLUMNS, _print_digits
         header = f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs, " \
                  f"{args.seeds} seeds (mean +- std)"
+    if processes is not None and torchrun_world() is None:
+        return _launch(processes, args.argv)  # every argument was checked above, before any process starts
     if variants is None:
-        result = run(base, progress=progress)
+        with _process_group(args, processes) as (rank, backend):
+            result = run(base, progress=progress)
+        if rank != 0:  # rank 0 reports for all: every rank holds the same numbers
+            return 0
         if args.json:
-            json.dump(result.as_dict(), sys.stdout, indent=2)
+            document = result.as_dict()
+            if backend is not None:
+                document["processes"] = {"world_size": processes, "backend": backend, "global_batch": args.batch_size,
+                                         "batch_per_rank": args.batch_size // processes}
+            json.dump(document, sys.stdout, indent=2)
             print()
         else:
             printer(args, result, given, end_time)
+            if backend is not None:
+                _print_ranks(args, result, backend)
         _plot_training(args, result, _run_title(args, given, end_time),
                        result.history if args.task == "stiff" else None)
         return 0
@@ -1169,6 +1352,7 @@ EXAMPLES: dict[str | None, tuple[str, ...]] = {
         "nde-plugins train --task stiff --iterations 300 --end-time steer --plot stiff.png",
         "nde-plugins train --method rk2:u=0.5 --step-size 0.125 --schedule smoothing:sigma=0.0125",
         "nde-plugins train --task spheres --step-size 0.125 --iterations 500",
+        "nde-plugins train --nproc 2 --epochs 5 --batch-size 128 --json",
     ),
 }
 
@@ -1316,6 +1500,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch size, >= 1 (default 128 for digits, 20 for stiff)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate > 0: Adam for digits (default 3e-3), RMSprop for stiff (default 1e-4)")
+    p.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="digits: train data-parallel on N local processes (DistributedDataParallel), launched "
+                        "through torchrun (python -m torch.distributed.run --standalone --nproc_per_node N); "
+                        "--batch-size is the global batch, split evenly over them; 1 trains in this process. Under "
+                        "torchrun itself (torchrun ... -m nde_plugins train) leave it out")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="process-group backend across processes (default: nccl for a model on CUDA, gloo otherwise; "
+                        "the digits task trains on the CPU, so gloo)")
     p.add_argument("--adjoint", action="store_true",
                    help="digits, stiff: backpropagate with the adjoint method (odeint_adjoint); its backward field "
                         "evaluations are counted and plotted")
@@ -1338,19 +1530,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     An exception of another kind than the library raises for a refused value is a bug and propagates.
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Under torchrun every rank says what failed, naming itself: torchrun stops the other ranks as soon
+    # as one exits, so the first to fail may be the only one to speak.
+    where = f" (rank {os.environ['RANK']})" if _torchrun_rank() else ""
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        return _fail(f"{exc.prog or parser.prog}: error: {exc}")
+        return _fail(f"{exc.prog or parser.prog}{where}: error: {exc}")
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
+    args.argv = argv  # train --nproc hands it on to torchrun
     prog = f"{parser.prog} {args.command}"
     try:
         return args.func(args)
     except UsageError as exc:
-        return _fail(f"{exc.prog or prog}: error: {_one_line(exc)}")
+        return _fail(f"{exc.prog or prog}{where}: error: {_one_line(exc)}")
     except _LIBRARY_ERRORS as exc:
-        return _fail(f"{prog}: error: {_one_line(exc)}")
+        return _fail(f"{prog}{where}: error: {_one_line(exc)}")
     except KeyboardInterrupt:
         return _fail(f"{prog}: interrupted", 130)
     except BrokenPipeError:
