@@ -46,6 +46,7 @@ import torch.nn.functional as F
 import nde_plugins as nde
 from nde_plugins.experiments.compare import format_table, mean_std
 from nde_plugins.experiments.digits import TimeConcatField, TrainConfig, TrainResult, load_digits_split, train_digits
+from nde_plugins.experiments.script import add_figure_options, at_least_one, figure_path
 
 FAMILY = "rk2_euler"
 #: The ODE half's tolerances (also the scale of the SDE half's error estimate).
@@ -227,35 +228,13 @@ def plot(results: dict[str, list[TrainResult]], path: Path, title: str) -> None:
 # ------------------------------------------------------------------------------------------- main
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=_at_least_one, default=3, help="training seeds 0..N-1 (default 3)")
-    parser.add_argument("--epochs", type=_at_least_one, default=15, help="epochs of Adam (default 15)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run in seconds: 1 seed, 1 epoch; writes a figure only with --plot")
-    parser.add_argument("--plot", metavar="PATH", type=Path, help=f"the figure (default {DEFAULT_PLOT.name} in "
-                                                                  "docs/figures; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="write no figure")
+    parser.add_argument("--seeds", type=at_least_one, default=3, help="training seeds 0..N-1 (default 3)")
+    parser.add_argument("--epochs", type=at_least_one, default=15, help="epochs of Adam (default 15)")
+    add_figure_options(parser, DEFAULT_PLOT, "smoke run in seconds: 1 seed, 1 epoch")
     args = parser.parse_args(argv)
-    if args.plot is not None and args.no_plot:
-        parser.error("argument --no-plot: not allowed with --plot; give one of them")
-    path = None if args.no_plot else args.plot or (None if args.quick else DEFAULT_PLOT)
-    if path is not None:
-        try:
-            _pyplot()  # fail before the runs, not after them
-        except ImportError:
-            parser.error("argument --plot: the figure needs matplotlib (pip install 'nde_plugins[plots]'); "
-                         "or give --no-plot")
+    path = figure_path(parser, args, DEFAULT_PLOT)
     torch.set_num_threads(1)
     register_family()
     seeds, epochs = ([0], 1) if args.quick else (list(range(args.seeds)), args.epochs)

@@ -27,6 +27,7 @@ import nde_plugins as nde
 from nde_plugins.experiments.attacks import accuracy, fgsm, pgd
 from nde_plugins.experiments.compare import format_rows, mean_std
 from nde_plugins.experiments.digits import TimeConcatField, load_digits_split
+from nde_plugins.experiments.script import add_figure_options, at_least_one, figure_path
 
 DEFAULT_PLOT = Path(__file__).resolve().parents[1] / "docs" / "figures" / "neural_sde_digits.png"
 
@@ -115,39 +116,15 @@ def plot(rows: dict[str, list[dict[str, float]]], path: Path, title: str) -> Non
     plot_comparison(rows, COLUMNS, str(path), title, value=lambda row, key: row[key], zoom=("clean", "gaussian"))
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=_at_least_one, default=3, help="training seeds 0..N-1 (default 3)")
-    parser.add_argument("--epochs", type=_at_least_one, default=15, help="epochs of Adam (default 15)")
+    parser.add_argument("--seeds", type=at_least_one, default=3, help="training seeds 0..N-1 (default 3)")
+    parser.add_argument("--epochs", type=at_least_one, default=15, help="epochs of Adam (default 15)")
     parser.add_argument("--eps", type=float, default=0.1, help="L-infinity attack radius (pixels in [0, 1])")
     parser.add_argument("--input-noise", type=float, default=0.2, help="std of the Gaussian input noise")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 seed, 1 epoch; writes a figure only with --plot")
-    parser.add_argument("--plot", metavar="PATH", type=Path, help=f"the figure (default {DEFAULT_PLOT.name} in "
-                                                                  "docs/figures; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="write no figure")
+    add_figure_options(parser, DEFAULT_PLOT, "smoke run: 1 seed, 1 epoch")
     args = parser.parse_args(argv)
-    if args.plot is not None and args.no_plot:
-        parser.error("argument --no-plot: not allowed with --plot; give one of them")
-    path = None if args.no_plot else args.plot or (None if args.quick else DEFAULT_PLOT)
-    if path is not None:
-        from nde_plugins.plots import require_matplotlib
-
-        try:
-            require_matplotlib()  # fail before the runs, not after them
-        except ImportError:
-            parser.error("argument --plot: the figure needs matplotlib (pip install 'nde_plugins[plots]'); "
-                         "or give --no-plot")
+    path = figure_path(parser, args, DEFAULT_PLOT)
     torch.set_num_threads(1)
     seeds, epochs = ([0], 1) if args.quick else (list(range(args.seeds)), args.epochs)
     start = time.perf_counter()

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from nde_plugins.experiments.digits import TrainConfig, fit_digits, load_digits_split
+from nde_plugins.experiments.script import add_figure_options, at_least_one, figure_path
 from nde_plugins.proper_ode import CheckReport, proper_ode_check
 
 FAMILIES = ("rk2", "rk3", "rk4_u1", "rk4_u2", "rk4_u3", "rk4_uv")
@@ -85,37 +86,14 @@ def _honest_range(values: list[float]) -> tuple[float, float]:
     return max(0.0, min(values) - 3.5), min(100.0, max(values) + 1.0)
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=_at_least_one, default=2, help="training steps K on [0, 1] (default 2)")
-    parser.add_argument("--epochs", type=_at_least_one, default=5, help="epochs of Adam (default 5)")
+    parser.add_argument("--steps", type=at_least_one, default=2, help="training steps K on [0, 1] (default 2)")
+    parser.add_argument("--epochs", type=at_least_one, default=5, help="epochs of Adam (default 5)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 epoch; writes a figure only with --plot")
-    parser.add_argument("--plot", metavar="PATH", type=Path, help=f"the figure (default {DEFAULT_PLOT.name} in "
-                                                                  "docs/figures; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="write no figure")
+    add_figure_options(parser, DEFAULT_PLOT, "smoke run: 1 epoch")
     args = parser.parse_args(argv)
-    if args.plot is not None and args.no_plot:
-        parser.error("argument --no-plot: not allowed with --plot; give one of them")
-    path = None if args.no_plot else args.plot or (None if args.quick else DEFAULT_PLOT)
-    if path is not None:
-        from nde_plugins.plots import require_matplotlib
-
-        try:
-            require_matplotlib()  # fail before the runs, not after them
-        except ImportError:
-            parser.error("argument --plot: the figure needs matplotlib (pip install 'nde_plugins[plots]'); "
-                         "or give --no-plot")
+    path = figure_path(parser, args, DEFAULT_PLOT)
     torch.set_num_threads(1)
     epochs = 1 if args.quick else args.epochs
     start = time.perf_counter()

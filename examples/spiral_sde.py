@@ -28,6 +28,7 @@ import torchsde
 
 import nde_plugins as nde
 from nde_plugins.experiments.compare import format_rows, mean_std
+from nde_plugins.experiments.script import add_figure_options, at_least_one, figure_path
 
 A, B, G = 0.1, 2.0, 0.2
 U0 = torch.tensor([2.0, 0.0])
@@ -134,16 +135,6 @@ def plot(results: dict[float, list[dict]], mean: torch.Tensor, path: Path, title
                 "distribution over paths: its mean path is the mean of 1,000 noisy solves of the trained SDE.")
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
 def _weights(text: str) -> list[float]:
     try:
         weights = [float(w) for w in text.split(",")]
@@ -156,27 +147,13 @@ def _weights(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=_at_least_one, default=3, help="training seeds 0..N-1 (default 3)")
-    parser.add_argument("--iterations", type=_at_least_one, default=300, help="Adam iterations (default 300)")
+    parser.add_argument("--seeds", type=at_least_one, default=3, help="training seeds 0..N-1 (default 3)")
+    parser.add_argument("--iterations", type=at_least_one, default=300, help="Adam iterations (default 300)")
     parser.add_argument("--weights", type=_weights, default="0.01,0.03,0.1,1",
                         help="error_estimate weights to compare with vanilla (default 0.01,0.03,0.1,1)")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: 1 seed, {QUICK_ITERATIONS} iterations; "
-                                                             "writes a figure only with --plot")
-    parser.add_argument("--plot", metavar="PATH", type=Path, help=f"the figure (default {DEFAULT_PLOT.name} in "
-                                                                  "docs/figures; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true", help="write no figure")
+    add_figure_options(parser, DEFAULT_PLOT, f"smoke run: 1 seed, {QUICK_ITERATIONS} iterations")
     args = parser.parse_args(argv)
-    if args.plot is not None and args.no_plot:
-        parser.error("argument --no-plot: not allowed with --plot; give one of them")
-    path = None if args.no_plot else args.plot or (None if args.quick else DEFAULT_PLOT)
-    if path is not None:
-        from nde_plugins.plots import require_matplotlib
-
-        try:
-            require_matplotlib()  # fail before the runs, not after them
-        except ImportError:
-            parser.error("argument --plot: the figure needs matplotlib (pip install 'nde_plugins[plots]'); "
-                         "or give --no-plot")
+    path = figure_path(parser, args, DEFAULT_PLOT)
     torch.set_num_threads(1)
     # torchsde warns that adaptive Euler-Maruyama is not guaranteed to converge for non-additive noise.
     warnings.filterwarnings("ignore", message="Numerical solution is not guaranteed")
