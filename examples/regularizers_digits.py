@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import textwrap
 import time
 from pathlib import Path
 
@@ -71,45 +70,17 @@ def against_vanilla(results: dict[str, list[TrainResult]]) -> list[str]:
 # ------------------------------------------------------------------------------------------- plot
 
 
-def _pyplot():
-    """matplotlib's pyplot on a file backend, imported only when a figure is written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+#: The figure's panels: (title, TrainResult attribute, format of the mean written on each bar).
+PANELS = (("prediction NFE", "nfe_predict", "{:.1f}"), ("test accuracy %", "test_accuracy", "{:.2f}"),
+           ("training time s", "train_time_s", "{:.1f}"))
 
 
 def plot(results: dict[str, list[TrainResult]], path: Path, title: str) -> None:
-    """Bars of prediction NFE, test accuracy and training time per variant (mean, std as error bars, seeds as dots)."""
-    plt = _pyplot()
-    panels = (("prediction NFE", "nfe_predict", "%.1f"), ("test accuracy %", "test_accuracy", "%.2f"),
-              ("training time s", "train_time_s", "%.1f"))
-    names = list(results)
-    colors = ["#7f7f7f", "#3182bd", "#e6550d", "#31a354"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(12, 4.2))
-    for ax, (label, attr, fmt) in zip(axes, panels):
-        runs = [[float(getattr(r, attr)) for r in results[name]] for name in names]
-        means = [statistics.fmean(values) for values in runs]
-        stds = [statistics.stdev(values) if len(values) > 1 else 0.0 for values in runs]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=5, color=colors[:len(names)], edgecolor="black")
-        for i, values in enumerate(runs):
-            ax.plot([i] * len(values), values, "o", color="black", markersize=3)
-        if attr == "test_accuracy":  # the differences are a few points: zoom in
-            ax.set_ylim(max(0.0, min(min(values) for values in runs) - 5.0), 100.0)
-        bottom, top = ax.get_ylim()
-        for i, mean in enumerate(means):  # the mean, written near the foot of its bar
-            ax.text(i, bottom + 0.04 * (top - bottom), fmt % mean, ha="center", fontsize=9,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([textwrap.fill(name, 16) for name in names], fontsize=8)
-        ax.set_title(label)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    """Bars of the PANELS per variant (mean, one std as error bars, each seed as a dot)."""
+    from nde_plugins.plots import plot_comparison
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot_comparison(results, PANELS, str(path), title, zoom=("test_accuracy",))
 
 
 # ------------------------------------------------------------------------------------------- main
