@@ -31,6 +31,7 @@ import platform
 import random
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -508,6 +509,28 @@ def child_env(fixed_mmap: bool = True) -> dict[str, str]:
     if fixed_mmap:
         env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
     return env
+
+
+def run_child(source: str, argv: Sequence[str], what: str, fixed_mmap: bool = True) -> dict:
+    """Run ``source`` in a fresh interpreter with ``argv`` and return the JSON object its last line
+    prints; a failing child stops the script with its last error line, naming ``what`` it measured."""
+    out = subprocess.run([sys.executable, "-c", source, *argv], capture_output=True, text=True,
+                         env=child_env(fixed_mmap))
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["no error output"]
+        sys.exit(f"{Path(sys.argv[0]).stem}: the process for {what} failed: {tail[0]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (process or sample counts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 1")
+    return value
 
 
 # ------------------------------------------------------------------------------------------------

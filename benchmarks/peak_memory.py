@@ -31,13 +31,11 @@ Target (issue 11): statistics on within 2% of plain torchdiffeq (ratio <= 1.02).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
-import subprocess
 import sys
 
-from _common import Report, Size, child_env, json_path, parse_size, positive_float, setup
+from _common import Report, Size, json_path, parse_size, positive_float, positive_int, run_child, setup
 
 CHILD = r"""
 import json, resource, sys
@@ -107,22 +105,8 @@ TARGETS = {"ODEBlock, statistics on": "<= 1.02"}
 
 def run(config: str, size: Size, tol: float, fixed_mmap: bool = True) -> dict:
     """One fresh interpreter measuring ``config``; a failing child stops the script with its error."""
-    out = subprocess.run([sys.executable, "-c", CHILD, config, str(size.batch), str(size.dim), str(size.width),
-                          str(tol)], capture_output=True, text=True, env=child_env(fixed_mmap))
-    if out.returncode != 0:
-        tail = out.stderr.strip().splitlines()[-1:] or ["no error output"]
-        sys.exit(f"peak_memory: the {config!r} process at {size} failed: {tail[0]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
+    return run_child(CHILD, [config, str(size.batch), str(size.dim), str(size.width), str(tol)],
+                     f"{config!r} at {size}", fixed_mmap)
 
 
 def table(samples: dict[str, list[dict]]) -> str:
@@ -147,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=parse_size, nargs="+", default=[Size(1024, 64, 256)], metavar="B,D,W",
                         help="problem sizes as batch,dim,width triples (default: 1024,64,256)")
-    parser.add_argument("--repeats", type=positive, default=3, help="processes per configuration (default 3)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="processes per configuration (default 3)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one process per configuration")
     parser.add_argument("--tol", type=positive_float, default=1e-6, help="rtol = atol (default 1e-6)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random order of the processes")

@@ -15,11 +15,8 @@ follows the live tensors rather than heap fragmentation.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 
-from _common import Report, child_env, json_path, setup
+from _common import Report, json_path, positive_int, run_child, setup
 
 CHILD = r"""
 import json, resource, sys
@@ -45,27 +42,12 @@ print(json.dumps({"kib": after - before, "nfe": block.stats.nfe_forward, "shape"
 
 def run(samples: int, per_solve: int, noise: bool, fixed_mmap: bool = True) -> dict:
     """One fresh interpreter; a failing child stops the script with its error."""
-    out = subprocess.run([sys.executable, "-c", CHILD, str(samples), str(per_solve), "1" if noise else "0"],
-                         capture_output=True, text=True, env=child_env(fixed_mmap))
-    if out.returncode != 0:
-        tail = out.stderr.strip().splitlines()[-1:] or ["no error output"]
-        sys.exit(f"ttn_memory: the process for {samples} samples failed: {tail[0]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of samples")
-    return value
+    return run_child(CHILD, [str(samples), str(per_solve), "1" if noise else "0"], f"{samples} samples", fixed_mmap)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=positive, nargs="+", default=[1000, 4000])
+    parser.add_argument("--samples", type=positive_int, nargs="+", default=[1000, 4000])
     parser.add_argument("--json", type=json_path, default=None, metavar="PATH", help="also write the rows here")
     parser.add_argument("--malloc-default", action="store_true", help="keep glibc's adaptive mmap threshold")
     args = parser.parse_args()
