@@ -128,6 +128,8 @@ def step_counts(stats: Any, regularization: torch.Tensor | float | None = None) 
     """
     counts = {"nfe_forward": 0.0, "nfe_backward": 0.0, "nfe_diffusion": 0.0, "steps_accepted": 0.0,
               "steps_rejected": 0.0}
+    if stats is not None and not hasattr(stats, "nfe_forward"):
+        raise TypeError(f"stats must be a block's StepStats (block.stats) or None, got {type(stats).__name__}")
     if stats is not None:
         counts.update(nfe_forward=float(stats.nfe_forward), nfe_backward=float(stats.nfe_backward),
                       nfe_diffusion=float(stats.nfe_diffusion), steps_accepted=float(stats.steps_accepted),

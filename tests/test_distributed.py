@@ -422,3 +422,5 @@ def test_without_a_process_group_the_reductions_are_local():
     assert counts.total["steps_accepted"] == block.stats.steps_accepted
     assert step_counts(None) == dict.fromkeys(
         ["nfe_forward", "nfe_backward", "nfe_diffusion", "steps_accepted", "steps_rejected"], 0.0)
+    with pytest.raises(TypeError, match="stats must be a block's StepStats"):
+        step_counts("block.stats")
