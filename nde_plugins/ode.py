@@ -301,8 +301,9 @@ class ODEBlock(torch.nn.Module):
         t = torch.as_tensor(t, dtype=torch.get_default_dtype())
         self.register_buffer("t", check_solve_inputs(self.method_name, self.options, t, rtol, atol), persistent=False)
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
-        # Every solve of a call runs the way t runs (drawn ends lie beyond their starts).
-        self._direction = -1.0 if bool(self.t[-1] < self.t[0]) else 1.0
+        # Every solve of a call runs the way t runs (drawn ends lie beyond their starts); kept with the
+        # tensor it was read from, so an assigned or moved t is read again.
+        self._direction = (self.t, -1.0 if bool(self.t[-1] < self.t[0]) else 1.0)
         self.return_all, self.record_stats = return_all, record_stats
         self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
         if self.regularizers and not record_stats:
@@ -439,8 +440,17 @@ class ODEBlock(torch.nn.Module):
                 observer = self._observers[wrapper] = wrapper(base_field)
         ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, solver.rtol, solver.atol,
                                 self.adjoint, solver.keep_stages, {}, stats=stats, observer=observer,
-                                direction=self._direction if time_map is None else None, **self._recording)
+                                direction=self._direction_of(grid) if time_map is None else None,
+                                **self._recording)
         return ys
+
+    def _direction_of(self, t: torch.Tensor) -> float:
+        """-1.0 for decreasing times, 1.0 otherwise, kept for the last grid read."""
+        grid, direction = self.__dict__["_direction"]
+        if grid is not t:
+            direction = -1.0 if bool(t[-1] < t[0]) else 1.0
+            self.__dict__["_direction"] = (t, direction)
+        return direction
 
     def regularization(self) -> torch.Tensor:
         """sum_r weight_r(epoch) * r(stats) over the last forward call."""

@@ -106,9 +106,6 @@ class _SDERecorder:
         self.calls = []
         return self.stats
 
-    def _error_scale(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.stats.atol + self.stats.rtol * torch.maximum(a.abs(), b.abs())
-
     def _fixed_steps(self, calls) -> list[StepRecord]:
         steps = []
         for i, (t0, y0, f0, _) in enumerate(calls):
@@ -363,7 +360,10 @@ class SDEBlock(torch.nn.Module):
         check_tolerances(rtol, atol)
         dt_min = positive_float("dt_min", dt_min, "the smallest step adaptive stepping may take")
         self.register_buffer("t", t, persistent=False)
-        self._span = (float(t[0]), float(t[-1]))  # the grid's ends as floats (moving t keeps its values)
+        # The grid's ends as floats, with the tensor they were read from: reading a tensor element
+        # costs a few microseconds a call; a new ``t`` (assigned, or moved to another device or
+        # dtype) is read again.
+        self._span = (t, (float(t[0]), float(t[-1])))
         self._plans: dict[str, SolverPlan] = {}
         self.sde = _sde_class(method, adjoint)(drift, diffusion)
         self.method, self.dt, self.adaptive = method, dt, bool(adaptive)
@@ -431,6 +431,14 @@ class SDEBlock(torch.nn.Module):
     def _entropy(self) -> int:
         return int(torch.randint(0, 2**62, (1,), generator=self.policy.generator).item())
 
+    def _grid_ends(self, t: torch.Tensor) -> tuple[float, float]:
+        """``(float(t[0]), float(t[-1]))``, kept for the last grid read (the block's own, as a rule)."""
+        grid, ends = self.__dict__["_span"]
+        if grid is not t:
+            ends = (float(t[0]), float(t[-1]))
+            self.__dict__["_span"] = (t, ends)
+        return ends
+
     def _solve(self, x: torch.Tensor, noise_on: bool, t: torch.Tensor, time_map: TimeMap | None,
                stats: StepStats | None, method: str | None = None) -> torch.Tensor:
         """One torchsde solve over grid ``t`` (in s when ``time_map`` is given), recorded into ``stats``."""
@@ -439,9 +447,7 @@ class SDEBlock(torch.nn.Module):
         dt, dt_min = self.dt, self.dt_min
         if time_map is not None:
             dt, dt_min = time_map.step(dt), time_map.step(dt_min)
-        # The block's own grid (the common case) has its ends as floats already: reading a tensor
-        # element costs a few microseconds a call.
-        t0, t1 = self._span if t is self.t else (float(t[0]), float(t[-1]))
+        t0, t1 = self._grid_ends(t)
         bm = torchsde.BrownianInterval(
             t0=t0, t1=t1, size=x.shape, dtype=x.dtype, device=x.device, entropy=self._entropy(),
             levy_area_approximation="space-time" if method == "srk" else "none",

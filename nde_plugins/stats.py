@@ -257,9 +257,9 @@ class StepRecorder:
         self.direction = direction
         self.adaptive = plan.mode == "adaptive"
         self.fixed = plan.mode == "fixed"
-        # Fixed grids: the sum of each step's starting state, taken without a sync; read only when
-        # the final state is non-finite, to name the time it diverged (see ``check_finite``).
-        self._state_sums: list[torch.Tensor] = []
+        # Fixed grids: whether each step's starting state is finite, taken without a sync; read only
+        # when the final state is non-finite, to name the time it diverged (see ``check_finite``).
+        self._finite_starts: list[torch.Tensor] = []
         # (record, f(Y_x) - f(Y_y), Y_x - Y_y) per step, turned into S_j in one stacked computation.
         self._stiffness_queue: list[tuple[StepRecord, torch.Tensor, torch.Tensor]] = []
         self.backward = False
@@ -315,9 +315,10 @@ class StepRecorder:
             self._close_fixed_step()
             self._fixed_step = (_float(t0), _float(dt))
             # No finiteness check per step (a sync): a non-finite state stays non-finite, so the
-            # final state tells, and these sums say where (``check_finite``). Adaptive solvers
+            # final state tells, and these flags say where (``check_finite``). Adaptive solvers
             # need neither: torchdiffeq asserts a finite state before every step.
-            self._state_sums.append(y0.detach().sum() if torch.is_tensor(y0) else sum(p.detach().sum() for p in y0))
+            self._finite_starts.append(torch.isfinite(y0).all() if torch.is_tensor(y0)
+                                       else torch.stack([torch.isfinite(p).all() for p in y0]).all())
         # An adaptive step needs its window even without stages, to catch the norm call.
         self._window = [] if self.keep_stages or self.adaptive else None
         self._window_norm = None
@@ -341,13 +342,13 @@ class StepRecorder:
         """Raise ``FloatingPointError`` if the final state is non-finite, naming where it diverged.
 
         On a fixed grid the time named is the start of the first step whose starting state was
-        non-finite (read from the per-step sums, only now that something went wrong); otherwise
+        non-finite (read from the per-step flags, only now that something went wrong); otherwise
         the final time.
         """
         if bool(torch.isfinite(flat(final)).all()):
             return
-        for sum_, step in zip(self._state_sums, self.stats._steps[-len(self._state_sums):]):
-            if not bool(torch.isfinite(sum_)):
+        for finite, step in zip(self._finite_starts, self.stats._steps[-len(self._finite_starts):]):
+            if not bool(finite):
                 raise FloatingPointError(
                     f"non-finite state at t = {step.t0:.6g} in a solve with {self.plan.method!r}: "
                     "the vector field or the step size diverged (try a smaller step or a smaller time span)"
@@ -383,7 +384,8 @@ class StepRecorder:
                 record.stages = stages
             self._stiffness(record, stages)
             if self.plan.b_hat is not None:
-                record.error_ratio = self._fixed_error_ratio(stages, dt)
+                with torch.set_grad_enabled(self.error_graph and torch.is_grad_enabled()):
+                    record.error_ratio = self._fixed_error_ratio(stages, dt)
         self.stats._steps.append(record)
         self._fixed_step, self._window = None, None
 
@@ -472,12 +474,13 @@ class ObservedField(torch.nn.Module):
     holds the field as a submodule keeps ``odeint_adjoint``'s parameter discovery working.
     """
 
-    def __init__(self, field: Callable, recorder: StepRecorder | None = None) -> None:
+    def __init__(self, field: Callable) -> None:
         super().__init__()
         self.field = field
-        # Read on every evaluation: plain attributes, not nn.Module's slower __getattr__ path.
+        # Read on every evaluation: plain attributes, not nn.Module's slower __getattr__ path; the
+        # recorder is set per solve by ``observe``.
         object.__setattr__(self, "_field", field)
-        object.__setattr__(self, "recorder", recorder)
+        object.__setattr__(self, "recorder", None)
         for name in _ADJOINT_CALLBACKS:
             if hasattr(field, name):
                 object.__setattr__(self, name, getattr(field, name))

@@ -195,3 +195,13 @@ def test_hooks_on_the_diffusion_still_run():
     handle.remove()
     block(torch.randn(2, 3))
     assert len(seen) == block.stats.nfe_diffusion  # removed: the direct call again
+
+
+def test_a_reassigned_time_grid_is_solved_to_its_own_end():
+    block = nde.SDEBlock(lambda t, h: -h, "additive", {"sigma": 0.1}, t=(0.0, 1.0), dt=0.25, seed=0)
+    x = torch.randn(2, 3)
+    block(x)
+    block.t = torch.tensor([0.0, 2.0])
+    block(x)
+    steps = block.stats.steps
+    assert steps[-1].t0 + steps[-1].h == pytest.approx(2.0)

@@ -256,3 +256,24 @@ def test_a_block_observes_its_current_field_after_the_field_is_replaced():
     assert replacement.nfe == block.stats.nfe_forward > 0
     expected = torchdiffeq.odeint(Field(seed=1), x, torch.tensor([0.0, 1.0], dtype=F64), rtol=1e-6, atol=1e-6)[-1]
     torch.testing.assert_close(out, expected)
+
+
+def test_a_block_follows_a_reassigned_time_grid():
+    block = nde.ODEBlock(Field(), t=(0.0, 1.0), method="rk4", options={"step_size": 0.25})
+    x = torch.randn(2, 3, dtype=F64)
+    block(x)
+    assert all(step.h > 0 for step in block.stats.steps)
+    block.t = torch.tensor([1.0, 0.0])
+    block(x)
+    assert block.stats.steps and all(step.h < 0 for step in block.stats.steps)
+
+
+def test_fixed_grid_error_ratios_keep_a_graph_only_for_a_regularizer_that_differentiates_them():
+    x = torch.randn(2, 3, dtype=F64)
+    stiff = nde.ODEBlock(Field(), method="dormand_prince", options={"step_size": 0.25}, regularizers={"stiffness": 1.0})
+    stiff(x)
+    assert stiff.stats.steps and not any(s.error_ratio.requires_grad for s in stiff.stats.steps)
+    errors = nde.ODEBlock(Field(), method="dormand_prince", options={"step_size": 0.25},
+                          regularizers={"error_estimate": 1.0})
+    errors(x)
+    assert all(s.error_ratio.requires_grad for s in errors.stats.steps)
