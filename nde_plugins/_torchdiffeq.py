@@ -32,6 +32,7 @@ from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTab
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from ._checks import check_adaptive_dtype, check_field_output, check_state
+from .plugins import get_registry, reserve_names
 from .stats import SolverPlan
 from .tableaux import Tableau, TableauError, TableauFamily, order_residuals
 from .tableaux._order import _stage_weights
@@ -312,20 +313,6 @@ def _solver_entry(method: str, entry: Tableau | TableauFamily) -> TableauSolver:
     return TableauSolver(method, entry)
 
 
-_get_registry: Callable | None = None
-
-
-def _registry():
-    """The plugin registry; imported on first use (plugins imports this module), then called directly:
-    torchdiffeq looks a method up several times per solve, and an import statement costs each time."""
-    global _get_registry
-    if _get_registry is None:
-        from .plugins import get_registry
-
-        _get_registry = get_registry
-    return _get_registry()
-
-
 class SolverTable(dict):
     """torchdiffeq's ``SOLVERS`` dict, also answering for registered tableaux and families.
 
@@ -347,7 +334,7 @@ class SolverTable(dict):
             return None
         entry = self.adhoc.get(key) if self.adhoc else None
         if entry is None:
-            reg = _registry().find("tableau", key)
+            reg = get_registry().find("tableau", key)
             entry = None if reg is None else reg.obj
         return entry
 
@@ -366,8 +353,6 @@ class SolverTable(dict):
         return self[key] if key in self else default
 
     def keys(self):  # used by torchdiffeq's "Invalid method" message
-        from .plugins import get_registry
-
         return [*dict.keys(self), *get_registry().names("tableau")]
 
     def __iter__(self) -> Iterator[str]:
@@ -473,8 +458,6 @@ def solver_plan(method: str, options: dict[str, Any]) -> SolverPlan:
 
 def methods_with_error_estimate() -> list[str]:
     """Method names that provide an error estimate (for error messages)."""
-    from .plugins import get_registry
-
     table = install()
     builtin = [
         name for name in sorted(table.builtin_names)
@@ -532,3 +515,7 @@ def install() -> SolverTable:
 def torchdiffeq_method_names() -> frozenset[str]:
     """torchdiffeq's own method names: reserved, no plugin may register them."""
     return install().builtin_names
+
+
+# torchdiffeq's own method names are taken: no tableau plugin may register one.
+reserve_names("tableau", torchdiffeq_method_names)

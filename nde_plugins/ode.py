@@ -15,6 +15,7 @@ from ._checks import check_adaptive_dtype, check_state, check_step, check_times,
 from .plugins import UnknownPluginNameError, get_registry
 from .policies import CallPolicy, TimeMap, solve_segments
 from .schedules import BaseSolver, Member
+from .specs import parse_method_spec
 from .stats import AdaptiveObservedField, ObservedField, SolverPlan, StepRecorder, StepStats
 from .tableaux import Tableau, TableauFamily
 
@@ -24,36 +25,6 @@ MethodLike = str | Tableau | TableauFamily
 def torchdiffeq_method_names() -> frozenset[str]:
     """torchdiffeq's own method names (reserved: no plugin may take them)."""
     return _torchdiffeq.torchdiffeq_method_names()
-
-
-def parse_method_spec(spec: str) -> tuple[str, dict[str, float]]:
-    """Split ``"rk4_uv:u=0.3,v=0.7"`` into ``("rk4_uv", {"u": 0.3, "v": 0.7})``.
-
-    A plain name gives no parameters. Raises ``ValueError`` naming the malformed part.
-    """
-    if not isinstance(spec, str):
-        raise TypeError(f"a method spec is a string NAME or NAME:param=value,...; got {type(spec).__name__}")
-    name, colon, rest = spec.partition(":")
-    name = name.strip()
-    if not name:
-        raise ValueError(f"method spec {spec!r} has no name; write NAME or NAME:param=value,...")
-    if colon and not rest.strip():
-        raise ValueError(f"method spec {spec!r} has a ':' but no parameters; write NAME or NAME:param=value,...")
-    params: dict[str, float] = {}
-    for part in (p.strip() for p in rest.split(",")) if colon else ():
-        if not part:
-            raise ValueError(f"method spec {spec!r} has an empty parameter between commas; write NAME:p=1,q=2")
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"method spec {spec!r}: {part!r} is not param=value")
-        if key in params:
-            raise ValueError(f"method spec {spec!r} gives {key!r} twice")
-        try:
-            params[key] = float(value)
-        except ValueError:
-            raise ValueError(f"method spec {spec!r}: value of {key!r} is not a number: {value!r}") from None
-    return name, params
 
 
 def resolve_method(method: MethodLike, options: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

@@ -677,6 +677,17 @@ class Registry:
 
 _registry: Registry | None = None
 _registry_lock = threading.Lock()
+#: kind -> a function listing names no plugin of that kind may take. Filled in by the modules that
+#: own those names (the torchdiffeq glue reserves torchdiffeq's method names), so that the registry
+#: never imports them.
+_reserved_names: dict[str, Callable[[], Iterable[str]]] = {}
+
+
+def reserve_names(kind: str, names: Callable[[], Iterable[str]]) -> None:
+    """Reserve ``names()`` of ``kind`` in the process-wide registry (before its first lookup)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown plugin kind {kind!r}; kinds are {list(KINDS)}")
+    _reserved_names[kind] = names
 
 
 def get_registry() -> Registry:
@@ -684,9 +695,7 @@ def get_registry() -> Registry:
     global _registry
     with _registry_lock:
         if _registry is None:
-            from ._torchdiffeq import torchdiffeq_method_names
-
-            _registry = Registry(reserved={"tableau": torchdiffeq_method_names})
+            _registry = Registry(reserved=_reserved_names)
         return _registry
 
 

@@ -35,6 +35,7 @@ import torch
 
 from ._checks import as_float, nonnegative_float, positive_float
 from .hookspecs import hookimpl
+from .specs import parse_method_spec
 from .tableaux import TableauError, TableauFamily
 
 #: The clamp margin of the authors' code for float32 parameters (float16's machine epsilon).
@@ -105,8 +106,6 @@ class CallState:
 
 def _members_from(name: str, specs: Any, base: BaseSolver) -> list[Member]:
     """Members written as family-parameter dicts of the base family or as method specs (``"rk4_classic"``)."""
-    from .ode import parse_method_spec
-
     if isinstance(specs, (str, Mapping)) or not isinstance(specs, Sequence) or not specs:
         raise ValueError(f"schedule {name!r}: members must be a non-empty list of parameter dicts or method names, "
                          f"got {specs!r}")
