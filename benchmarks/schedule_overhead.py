@@ -25,6 +25,9 @@ from _common import BACKWARD, CountingMLP, Report, Timing, call, make_parser, me
 import nde_plugins as nde
 from nde_plugins.schedules import CallState
 
+#: Upper bound on the CPU ratio of every scheduled row against its fixed member (the harness marks a miss).
+TARGET = 1.02
+
 
 def main() -> None:
     parser = make_parser(__doc__)
@@ -49,7 +52,7 @@ def main() -> None:
             for name, block in scheduled.items():
                 generator = block.policy.generator
                 state = generator.get_state()
-                member = block.policy.schedule.members(CallState(True, generator, block.epoch, block.iteration))[0]
+                member = block.schedule.members(CallState(True, generator, block.epoch, block.iteration))[0]
                 generator.set_state(state)  # the scheduled block draws this same member in the round
                 fixed[name] = nde.ODEBlock(field, method="rk2", options={**member.params, "step_size": 0.125})
 
@@ -61,8 +64,7 @@ def main() -> None:
             against[name] = base
         result = measure(variants, "fixed member (smoothing)", timing, before_round=fix_the_round_members,
                          against=against)
-        report.table(f"{size}, {BACKWARD}", result, {name: "<= 1.02" for name in scheduled},
-                     meta={"size": size.spec, "mode": BACKWARD})
+        report.table(f"{size}, {BACKWARD}", result, target=TARGET, meta={"size": size.spec, "mode": BACKWARD})
     report.finish()
 
 

@@ -8,7 +8,7 @@ Importing the package makes every registered tableau usable as a method of plain
 __version__ = "0.1.0"
 
 from . import _torchdiffeq
-from .diffusions import Diffusion
+from .contract import REQUIRES, BaseSolver, CallState, ContractError, Diffusion, Member
 from .distributed import all_reduce_stats, rank_seed
 from .hookspecs import hookimpl, hookspec
 from .ode import (
@@ -16,7 +16,6 @@ from .ode import (
     ODEBlock,
     merge_params,
     odeint,
-    parse_method_spec,
     resolve_method,
     torchdiffeq_method_names,
 )
@@ -38,8 +37,9 @@ from .plugins import (
 )
 from .proper_ode import CheckReport, proper_ode_check
 from .regularizers import ErrorEstimate, ExponentialAnnealing, JacobianFrobenius, KineticEnergy, Stiffness
-from .schedules import Member, ensemble_predict, solver_ensemble
+from .schedules import ensemble_predict, solver_ensemble
 from .sde import SDEBlock
+from .specs import parse_method_spec, parse_spec
 from .stats import SolverPlan, Stage, StepRecord, StepStats
 from .tableaux import Tableau, TableauError, TableauFamily, TableauWarning
 
@@ -64,6 +64,11 @@ def get_tableau(method: str, **params: float) -> Tableau:
 _torchdiffeq.install()
 
 __all__ = [
+    "REQUIRES",
+    "BaseSolver",
+    "CallState",
+    "ContractError",
+    "parse_spec",
     "DISABLE_ENTRY_POINTS_ENV",
     "Diffusion",
     "SDEBlock",

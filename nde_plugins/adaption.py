@@ -11,7 +11,7 @@ They need labels, so the training loop tells them about each batch after ``loss.
     block = nde.ODEBlock(field, method="euler", schedule="step_adaption")
     ...
     loss.backward()
-    block.policy.schedule.update(model, x, y)   # every k-th call compares the solvers
+    block.update(model, x, y)   # every k-th call compares the solvers
     optimizer.step()
 
 Under ``torch.distributed`` every decision is taken from numbers reduced over all ranks, so every
@@ -189,10 +189,10 @@ class StepAdaption:
         self._updates += 1
         if self._updates % self.k or self.h is None:
             return
-        policy = self.base.block.policy
+        view = self.base.view
 
         def accuracy(member: Member) -> float:
-            with policy.fixed(member):
+            with view.solving_with(member):
                 return batch_accuracy(model_fn, x, y)
 
         h = self.h
@@ -259,13 +259,12 @@ class ToleranceAdaption:
         self._updates += 1
         if self._updates % self.k:
             return
-        block = self.base.block
-        policy = block.policy
+        view = self.base.view
 
         def evaluate(tol: float) -> tuple[float, int]:
-            with policy.fixed(self.member(tol)):
+            with view.solving_with(self.member(tol)):
                 acc = batch_accuracy(model_fn, x, y)
-            return acc, (block.stats.nfe_forward if block.stats is not None else 0)
+            return acc, (view.stats.nfe_forward if view.stats is not None else 0)
 
         acc_train, nfe_train = evaluate(self.tol)
         test_tol, (acc_test, nfe_test) = self.tol * self.test_factor, evaluate(self.tol * self.test_factor)

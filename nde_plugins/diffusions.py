@@ -18,14 +18,8 @@ from collections.abc import Sequence
 import torch
 
 from ._checks import as_float
+from .contract import Diffusion
 from .hookspecs import hookimpl
-
-
-class Diffusion(torch.nn.Module):
-    """Base class: ``forward(t, h, f)`` returns the diagonal of G(h, t), shaped like ``h``."""
-
-    uses_drift = False
-    is_zero = False
 
 
 class NoDiffusion(Diffusion):

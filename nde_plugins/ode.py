@@ -11,10 +11,12 @@ import torch
 import torchdiffeq
 
 from . import _torchdiffeq
+from ._block import BlockCore, SchedulesView
 from ._checks import check_adaptive_dtype, check_state, check_step, check_times, check_tolerances
+from ._regularization import check_supported
+from .contract import BaseSolver, Member
 from .plugins import UnknownPluginNameError, get_registry
-from .policies import CallPolicy, TimeMap, solve_segments
-from .schedules import BaseSolver, Member
+from .policies import TimeMap
 from .specs import parse_method_spec
 from .stats import AdaptiveObservedField, ObservedField, SolverPlan, StepRecorder, StepStats
 from .tableaux import Tableau, TableauFamily
@@ -205,7 +207,7 @@ def _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs):
 
 
 
-class ODEBlock(torch.nn.Module):
+class ODEBlock(BlockCore):
     """A continuous-depth layer: solves dz/dt = field(t, z) from z(t0) = x and records step statistics.
 
     Args:
@@ -263,8 +265,6 @@ class ODEBlock(torch.nn.Module):
         schedule_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        from .regularizers import build_regularizers
-
         self.field = field
         self.method_name, self.options = resolve_method(method, options)
         # An unregistered Tableau/TableauFamily stays usable by name while this block holds it.
@@ -275,15 +275,12 @@ class ODEBlock(torch.nn.Module):
         # Every solve of a call runs the way t runs (drawn ends lie beyond their starts); kept with the
         # tensor it was read from, so an assigned or moved t is read again.
         self._direction = (self.t, -1.0 if bool(self.t[-1] < self.t[0]) else 1.0)
-        self.return_all, self.record_stats = return_all, record_stats
-        self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
-        if self.regularizers and not record_stats:
-            raise ValueError("regularizers read the step statistics: record_stats must stay True")
-        self._needs = set().union(*(r.requires for r in self.regularizers)) if self.regularizers else set()
-        self._vjp_inputs = "input_grad" in self._needs
+        self.return_all = return_all
+        self._setup_regularizers(regularizers, record_stats)
+        needs = self._needs
         # What the recorder forms and keeps: only what some regularizer reads.
-        self._recording = {"stiffness": "stiffness" in self._needs, "store_stages": "stages" in self._needs,
-                           "error_graph": "error_estimate" in self._needs}
+        self._recording = {"stiffness": "stiffness" in needs, "store_stages": "stages" in needs,
+                           "error_graph": "error_estimate" in needs}
         # One observing wrapper per wrapper class, reused by every call (building an nn.Module per
         # call costs more than observing a small solve). Not submodules: they only point at field.
         self._observers: dict[type, ObservedField] = {}
@@ -292,16 +289,12 @@ class ODEBlock(torch.nn.Module):
         base = self._base_solver()
         self._base = self._solver(base.member)
         self.plan = self._base.plan
-        self.policy = CallPolicy("ODEBlock", self.t, end_time, end_time_options, seed, generator, schedule,
-                                 schedule_options, base)
+        self._setup_policy("ODEBlock", self.t, base, end_time, end_time_options, seed, generator, schedule,
+                           schedule_options)
+        self._base_member = self._base_members[0]
         if self.policy.per_sample and "grid_constructor" in self.options:
             raise ValueError("end_time_options['per_sample'] rescales every sample's interval to [0, 1], where a "
                              "grid_constructor in real time has no meaning; give step_size instead")
-        self.epoch = 1
-        self.iteration = 0
-        self.stats: StepStats | None = None
-        self.last_t: torch.Tensor | None = None
-        self.last_method: tuple[str, dict] | list[tuple[str, dict]] | None = None
 
     def _base_solver(self) -> BaseSolver:
         entry = _torchdiffeq.install()[self.method_name]
@@ -309,11 +302,15 @@ class ODEBlock(torch.nn.Module):
         family = family if isinstance(family, TableauFamily) else None
         params = family.resolve({k: v for k, v in self.options.items() if k in family.params}) if family else {}
         self._step_options = {k: v for k, v in self.options.items() if not family or k not in family.params}
-        return BaseSolver(self.method_name, family, params, lambda member: self._solver(member), block=self,
+        return BaseSolver(self.method_name, family, params, self._validate, view=SchedulesView(self),
                           options=dict(self._step_options),
                           fixed_grid=_torchdiffeq.is_fixed_grid(self.method_name, self.options),
                           order=_torchdiffeq.method_order(self.method_name, self.options),
                           span=abs(float(self.t[-1]) - float(self.t[0])))
+
+    def _validate(self, member: Member) -> None:
+        """Raise ``ValueError`` if the block cannot solve with ``member`` (resolving it is the check)."""
+        self._solver(member)
 
     def _solver(self, member: Member) -> _Solver:
         """How the block solves with ``member``: method, options, statistics plan (a few kept, least recent dropped)."""
@@ -324,8 +321,6 @@ class ODEBlock(torch.nn.Module):
         if solver is not None:
             self._solvers.move_to_end(key)
             return solver
-        from .regularizers import check_supported
-
         options = dict(member.options)
         rtol, atol = options.pop("rtol", self.rtol), options.pop("atol", self.atol)
         step_options = {**self._step_options, **options}
@@ -356,44 +351,31 @@ class ODEBlock(torch.nn.Module):
             ``return_all``, the states at every time of ``t``, stacked along a new first dimension.
         """
         check_state(x, "ODEBlock input")
-        members = self.policy.members(self.training, self.epoch, self.iteration, x, self.field)
-        solvers = [self._base] if members is None else [self._solver(m) for m in members]
-        for solver in solvers:
-            if solver.plan.mode == "adaptive":
-                check_adaptive_dtype(x, solver.name)
         first = x if torch.is_tensor(x) else x[0]  # tuple states: time follows the first part
         t = self.t.to(device=first.device, dtype=first.dtype if first.is_floating_point() else self.t.dtype)
         if self._vjp_inputs and torch.is_tensor(x) and not x.requires_grad and torch.is_grad_enabled():
             # The Jacobian probe differentiates each stage w.r.t. its input, the first one being x.
             x = x.detach().requires_grad_(True)
-        # Drop the previous call's statistics first: they hold its graph, which must not live on
-        # through this call. (Plain attributes are written straight into __dict__ here and below:
-        # nn.Module.__setattr__ costs microseconds a call, noticeable on small solves.)
-        self.__dict__["stats"] = None
-        stats = StepStats(self.plan, rtol=_scalar(self.rtol), atol=_scalar(self.atol)) if self.record_stats else None
-        drawing = self.training and self.policy.active and not self.policy.is_fixed
-        ends = self.policy.ends(t, _batch_for(self.policy, x)) if drawing else None
-        outputs = []
-        for solver in solvers:
-            if ends is None:
-                outputs.append(self._solve(solver, stats, x, t, None))
-            else:
-                outputs.append(solve_segments(
-                    lambda y0, grid, time_map, solver=solver: self._solve(solver, stats, y0, grid, time_map), x, t, ends
-                ))
-        z = outputs[0] if len(outputs) == 1 else _weighted_mean(outputs, [m.weight for m in members])
-        picked = [(s.name, s.params) for s in solvers]
-        self.__dict__.update(
-            iteration=self.iteration + 1 if self.training else self.iteration,
-            last_t=t if ends is None else ends,
-            last_method=picked[0] if len(picked) == 1 else picked,
-            stats=stats,
-        )
+        z = self._call(x, t, self.field)
         return z if self.return_all else z[-1]
 
-    def _solve(self, solver: _Solver, stats: StepStats | None, y0: Any, grid: torch.Tensor,
-               time_map: TimeMap | None) -> Any:
-        """One solve of a forward call with ``solver``, recorded into ``stats``."""
+    def _new_stats(self) -> StepStats:
+        return StepStats(self.plan, rtol=_scalar(self.rtol), atol=_scalar(self.atol))
+
+    def _prepare(self, members: list[Member], x: Any) -> None:
+        for member in members:
+            solver = self._base if member is self._base_member else self._solver(member)
+            if solver.plan.mode == "adaptive":
+                check_adaptive_dtype(x, solver.name)
+
+    def _picked(self, member: Member) -> tuple[str, dict]:
+        solver = self._base if member is self._base_member else self._solver(member)
+        return solver.name, solver.params
+
+    def _solve_member(self, member: Member, stats: StepStats | None, y0: Any, grid: torch.Tensor,
+                      time_map: TimeMap | None) -> Any:
+        """One solve of a forward call with ``member``, recorded into ``stats``."""
+        solver = self._base if member is self._base_member else self._solver(member)
         # torchdiffeq copies the options it is given, so the solver's own dict is passed as it is.
         field = base_field = self.field
         opts = solver.options
@@ -423,12 +405,6 @@ class ODEBlock(torch.nn.Module):
             self.__dict__["_direction"] = (t, direction)
         return direction
 
-    def regularization(self) -> torch.Tensor:
-        """sum_r weight_r(epoch) * r(stats) over the last forward call."""
-        from .regularizers import weighted_regularization
-
-        return weighted_regularization(self.regularizers, self.stats, self.epoch)
-
     def extra_repr(self) -> str:
         """The method, tolerances, adjoint flag and weighted regularizers, as ``repr(block)`` shows them."""
         regs = ", ".join(f"{r.name}={r.weight!r}" for r in self.regularizers)
@@ -452,23 +428,6 @@ class _Solver:
     params: dict
     rtol: Any
     atol: Any
-
-
-def _weighted_mean(outputs: list[Any], weights: list[float]) -> Any:
-    """sum_m w_m z_m over the members' outputs (tensors, or tuples of tensors part by part)."""
-    if torch.is_tensor(outputs[0]):
-        return sum(w * z for w, z in zip(weights, outputs))
-    return tuple(sum(w * z[i] for w, z in zip(weights, outputs)) for i in range(len(outputs[0])))
-
-
-def _batch_for(policy: CallPolicy, x: Any) -> int:
-    """The batch size a per-sample draw needs (the leading dimension of a tensor state)."""
-    if not policy.per_sample:
-        return 1
-    if not torch.is_tensor(x) or x.dim() < 1:
-        raise ValueError("end_time_options['per_sample'] draws one end time per sample along the first dimension: "
-                         "the state must be a tensor with a batch dimension (tuple states are not supported)")
-    return x.shape[0]
 
 
 class TimeMappedField(torch.nn.Module):

@@ -32,16 +32,16 @@ end times with ``end_time_options={"synchronized": True}``). In one process they
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ._checks import check_factory_options, generator_from
+from ._checks import generator_from
+from ._plugin_values import plugin_from, plugin_label, split_plugin_arg
+from .contract import BaseSolver, CallState, Member, build_plugin, check_ends, check_members
 from .distributed import rank_and_world, rank_seed
-from .schedules import BaseSolver, CallState, Member
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,6 @@ class CallPolicy:
         seed: int | None, generator: torch.Generator | None, schedule: str | None = None,
         schedule_options: Mapping[str, Any] | None = None, base: BaseSolver | None = None,
     ) -> None:
-        from .plugins import get_registry
-
         # Validated now; which stream each rank draws from is settled at the first draw (``_streams``).
         self._local = generator_from(seed, generator)
         self._seed, self._given = seed, generator
@@ -106,20 +104,23 @@ class CallPolicy:
         self.base = base
         self._fixed: Member | None = None
         self.schedule = None
-        schedule_options = _options(owner, "schedule_options", schedule_options)
+        self.schedule_label = self.end_time_label = ""
         if schedule is None:
             if schedule_options:
                 raise ValueError(f"{owner}: schedule_options are given but schedule is not; name a schedule, e.g. "
                                  "schedule='smoothing'")
         else:
-            if not isinstance(schedule, str):
-                raise TypeError(f"{owner}: schedule must be a registered schedule name, got {type(schedule).__name__}")
-            factory = get_registry().get("solver_schedule", schedule)
-            check_factory_options("schedule", schedule, factory, schedule_options)
-            self.schedule = factory(**schedule_options)
+            self.schedule_label, self.schedule = plugin_from(
+                "solver_schedule", schedule, schedule_options, owner, "schedule", "smoothing:sigma=0.0125",
+                lambda value: callable(getattr(value, "members", None)) and callable(getattr(value, "bind", None)))
             self.schedule.bind(base)
         self.end_time = end_time
         options = dict(_options(owner, "end_time_options", end_time_options))
+        factory = None
+        if isinstance(end_time, str):  # a spec's options may hold the block's flags too
+            name, factory, options = split_plugin_arg("end_time_sampler", end_time, options, "end_time",
+                                                      "steer:b=0.5")
+            self.end_time_label = plugin_label("end_time_sampler", name)
         self.per_sample = options.pop("per_sample", False)
         if not isinstance(self.per_sample, bool):
             raise TypeError(f"{owner}: end_time_options['per_sample'] must be True or False, got {self.per_sample!r}")
@@ -137,11 +138,11 @@ class CallPolicy:
                 raise ValueError(f"{owner}: end_time_options are given but end_time is not; name a sampler, e.g. "
                                  "end_time='steer'")
             return
-        if not isinstance(end_time, str):
-            raise TypeError(f"{owner}: end_time must be a registered sampler name, got {type(end_time).__name__}")
-        factory = get_registry().get("end_time_sampler", end_time)
-        check_factory_options("end time", end_time, factory, options)
-        self.sampler = factory(**options)
+        if factory is not None:
+            self.sampler = build_plugin(self.end_time_label, factory, options)
+        else:
+            self.end_time_label, self.sampler = plugin_from(
+                "end_time_sampler", end_time, options or None, owner, "end_time", "steer:b=0.5", callable)
         check = getattr(self.sampler, "check", None)
         if check is not None:
             check(t)
@@ -192,10 +193,8 @@ class CallPolicy:
             return None
         # A schedule that must agree over ranks says so with a true ``synchronized`` attribute.
         generator = self.synchronized_generator if getattr(self.schedule, "synchronized", False) else self.generator
-        members = self.schedule.members(CallState(training, generator, epoch, iteration, x, field))
-        if not members:
-            raise ValueError("the solver schedule returned no member; a call needs at least one solver")
-        return members
+        return check_members(self.schedule_label,
+                             self.schedule.members(CallState(training, generator, epoch, iteration, x, field)))
 
     @property
     def is_fixed(self) -> bool:
@@ -218,31 +217,8 @@ class CallPolicy:
     def ends(self, t: torch.Tensor, batch: int) -> torch.Tensor:
         """A fresh draw of the interval ends (training only), validated against the contract."""
         generator = self.synchronized_generator if self.synchronized else self.generator
-        ends = self.sampler(t, generator, batch if self.per_sample else None)
-        expected = (batch, len(t)) if self.per_sample else (len(t),)
-        if not torch.is_tensor(ends) or tuple(ends.shape) != expected:
-            shape = tuple(ends.shape) if torch.is_tensor(ends) else type(ends).__name__
-            raise ValueError(f"end-time sampler {self.end_time!r} returned {shape}; the contract asks for {expected}")
-        ends = ends.detach().to(dtype=t.dtype, device=t.device)
-        if not _follows_the_contract(t, ends):
-            raise ValueError(
-                f"end-time sampler {self.end_time!r} drew {ends.tolist()} for t = {t.tolist()}: every drawn end must "
-                "be finite and lie beyond its interval's start, and the first time must stay t0"
-            )
-        return ends
-
-
-def _follows_the_contract(t: torch.Tensor, ends: torch.Tensor) -> bool:
-    """Finite ends, the first one t0, every interval keeping its direction and a positive length."""
-    if ends.dim() == 1:  # a shared draw: a few Python floats, checked without tensor work
-        times, values = t.tolist(), ends.tolist()
-        direction = 1.0 if times[-1] > times[0] else -1.0
-        return values[0] == times[0] and all(
-            math.isfinite(end) and (end - start) * direction > 0 for start, end in zip(times, values[1:])
-        )
-    direction = 1.0 if float(t[-1]) > float(t[0]) else -1.0
-    lengths = (ends[:, 1:] - t[:-1]) * direction
-    return bool(torch.isfinite(ends).all()) and not bool((lengths <= 0).any()) and not bool((ends[:, 0] != t[0]).any())
+        return check_ends(self.end_time_label, t, self.sampler(t, generator, batch if self.per_sample else None),
+                          batch if self.per_sample else None)
 
 
 def _options(owner: str, name: str, options: Any) -> Mapping[str, Any]:

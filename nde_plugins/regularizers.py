@@ -15,11 +15,9 @@ kinetic-energy and Jacobian-Frobenius baselines.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import torch
 
-from ._checks import check_factory_options, nonnegative_float, positive_float, positive_int
+from ._checks import positive_float, positive_int
 from .hookspecs import hookimpl
 from .stats import Stage, StepStats, batch_size, flat, quadrature_nodes, step_quadrature
 
@@ -166,110 +164,9 @@ class ExponentialAnnealing:
         return f"ExponentialAnnealing({self.start:g} -> {self.end:g} over {self.epochs} epochs)"
 
 
-class WeightedRegularizer:
-    """A regularizer with its weight (a constant or a schedule of the epoch).
-
-    A constant weight must be a finite number >= 0; a schedule's value is checked by the same rule
-    every time it is read, so a schedule that drifts negative or to NaN fails at that epoch instead
-    of silently rewarding the quantity it should penalize.
-    """
-
-    def __init__(self, name: str, regularizer, weight) -> None:
-        if not callable(weight):
-            weight = nonnegative_float(f"regularizer {name!r}: weight", weight)
-        self.name, self.regularizer, self.weight = name, regularizer, weight
-
-    def weight_at(self, epoch: int) -> float:
-        """The weight at ``epoch`` (1-based); ``ValueError`` if a schedule gives a negative or non-finite one."""
-        if not callable(self.weight):
-            return self.weight
-        return nonnegative_float(f"regularizer {self.name!r}: the weight schedule {self.weight!r} at epoch {epoch}",
-                                 self.weight(epoch))
-
-    @property
-    def requires(self) -> frozenset:
-        """What the regularizer reads from a solve (its ``requires``; empty when it declares none)."""
-        return frozenset(getattr(self.regularizer, "requires", ()))
-
-
-def build_regularizers(spec) -> list[WeightedRegularizer]:
-    """Regularizers from ``{name: weight}``, ``{name: (weight, options)}`` or ``{name: {"weight": w, ...}}``.
-
-    Names are looked up among the registered step regularizers (did-you-mean on a typo); options are
-    checked against the factory's signature and passed to it.
-    """
-    from .plugins import get_registry
-
-    if spec is None:
-        return []
-    if not isinstance(spec, dict):
-        raise TypeError(f"regularizers must be a dict name -> weight, got {type(spec).__name__}")
-    out = []
-    for name, value in spec.items():
-        factory = get_registry().get("step_regularizer", name)
-        if isinstance(value, dict):
-            options = dict(value)
-            if "weight" not in options:
-                raise ValueError(f"regularizer {name!r}: the options dict needs a 'weight'")
-            weight = options.pop("weight")
-        elif isinstance(value, tuple):
-            if len(value) != 2 or not isinstance(value[1], dict):
-                raise TypeError(f"regularizer {name!r}: a tuple value must be (weight, options dict), got {value!r}")
-            weight, options = value[0], dict(value[1])
-        else:
-            weight, options = value, {}
-        check_factory_options("regularizer", name, factory, options)
-        out.append(WeightedRegularizer(name, factory(**options), weight))
-    return out
-
-
-def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool,
-                    solvers_with_estimates: Callable[[], Sequence[str]]) -> None:
-    """Refuse, before any solve, a regularizer the solver or mode cannot serve.
-
-    ``solvers_with_estimates()`` lists the methods to suggest; it is called only to word a refusal
-    (scanning the registry costs more than the check, which runs for every new schedule member).
-    """
-    for reg in regularizers:
-        needs = reg.requires
-        if "graph" in needs and adjoint:
-            raise ValueError(
-                f"regularizer {reg.name!r} differentiates the solver's internal estimates, but adjoint=True solves "
-                "forward without a graph and backpropagates a continuous adjoint that cannot see them; "
-                "use adjoint=False (backpropagation through the solver, the discrete adjoint)"
-            )
-        if "error_estimate" in needs and not plan.has_error_estimate:
-            raise ValueError(
-                f"regularizer {reg.name!r} needs the solver's error estimate, and method {plan.method!r} has none "
-                f"here; use one that has: {', '.join(solvers_with_estimates())}"
-            )
-        if "stiffness" in needs and not plan.has_stiffness_estimate and plan.kind == "sde":
-            raise ValueError(
-                f"regularizer {reg.name!r} needs the stiffness estimate, recorded for SDE solves with "
-                f"{', '.join(solvers_with_estimates())} only; method {plan.method!r} has none"
-            )
-        if "stiffness" in needs and not plan.has_stiffness_estimate:
-            raise ValueError(
-                f"regularizer {reg.name!r} needs two stages with equal c for Shampine's stiffness estimate; "
-                f"method {plan.method!r} has none (c = {list(plan.c)}). dopri5, tsitouras5, dormand_prince and "
-                "the non-FSAL pairs run adaptively (which add a stage at c = 1) have one"
-            )
-        if "stages" in needs and plan.mode == "other" and plan.kind == "sde":
-            raise ValueError(
-                f"regularizer {reg.name!r} reads per-step records, which SDE solves keep with "
-                f"{', '.join(solvers_with_estimates())} only; method {plan.method!r} records none"
-            )
-        if "stages" in needs and plan.mode == "other":
-            raise ValueError(f"regularizer {reg.name!r} needs Runge-Kutta stages; method {plan.method!r} has none")
-
-
-def weighted_regularization(regularizers: list[WeightedRegularizer], stats, epoch: int) -> torch.Tensor:
-    """sum_r weight_r(epoch) * r(stats): what ``ODEBlock``/``SDEBlock.regularization()`` return."""
-    if stats is None:
-        raise RuntimeError("regularization() reads the statistics of the last forward call; call the block first")
-    total = torch.zeros(())
-    for reg in regularizers:
-        weight = reg.weight_at(epoch)
-        if weight:
-            total = total + weight * reg.regularizer(stats)
-    return total
+# The machinery that turns a block's ``regularizers`` argument into weighted, checked terms lives in
+# ``_regularization``; re-exported here, where it used to be.
+from ._regularization import WeightedRegularizer as WeightedRegularizer  # noqa: E402
+from ._regularization import build_regularizers as build_regularizers  # noqa: E402
+from ._regularization import check_supported as check_supported  # noqa: E402
+from ._regularization import weighted_regularization as weighted_regularization  # noqa: E402

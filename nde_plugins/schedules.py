@@ -28,80 +28,19 @@ import bisect
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ._checks import as_float, nonnegative_float, positive_float
+from .contract import BaseSolver, CallState, Member
 from .hookspecs import hookimpl
 from .specs import parse_method_spec
-from .tableaux import TableauError, TableauFamily
+from .tableaux import TableauError
 
 #: The clamp margin of the authors' code for float32 parameters (float16's machine epsilon).
 CLAMP_EPS = 9.765625e-4
-
-
-@dataclass(frozen=True)
-class Member:
-    """One solver a call may use: a method name, its family parameters and a weight (ensembles).
-
-    ``options`` replace the block's solver options for this member (``{"step_size": 0.05}``), and
-    may hold ``rtol`` / ``atol`` to replace the block's tolerances (step and tolerance adaption).
-    """
-
-    method: str
-    params: Mapping[str, float] = field(default_factory=dict)
-    weight: float = 1.0
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def spec(self) -> str:
-        """``"rk2:u=0.5"``: the method spec, as the CLI writes it (options follow in brackets)."""
-        text = self.method
-        if self.params:
-            text += ":" + ",".join(f"{k}={v:.6g}" for k, v in self.params.items())
-        if self.options:
-            text += " [" + ", ".join(f"{k}={v:.6g}" for k, v in self.options.items()) + "]"
-        return text
-
-
-@dataclass(frozen=True)
-class BaseSolver:
-    """What a schedule is bound to: the block's base method, its family (if any) and a member check.
-
-    ``block`` is the block itself, for schedules that evaluate it between training steps (step
-    and tolerance adaption: ``block.policy.fixed(member)``, ``block.stats``); ``options`` are its
-    solver options without family parameters, ``fixed_grid`` whether the base steps on a fixed
-    grid, ``order`` the base method's order (None when unknown) and ``span`` = |t_end - t0|.
-    """
-
-    method: str
-    family: TableauFamily | None
-    params: Mapping[str, float]
-    validate: Callable[[Member], None]  # raises ValueError if the block cannot solve with ``member``
-    block: Any = None
-    options: Mapping[str, Any] = field(default_factory=dict)
-    fixed_grid: bool = False
-    order: int | None = None
-    span: float = 1.0
-
-    @property
-    def member(self) -> Member:
-        """The base method with its base parameters, weight 1 and no option overrides."""
-        return Member(self.method, dict(self.params))
-
-
-@dataclass(frozen=True)
-class CallState:
-    """What a schedule sees of the call: training or evaluation, where to draw from, the counters,
-    and the call's initial state and vector field (for schedules that size a step from them)."""
-
-    training: bool
-    generator: torch.Generator | None
-    epoch: int
-    iteration: int
-    x: Any = None
-    field: Any = None
 
 
 def _members_from(name: str, specs: Any, base: BaseSolver) -> list[Member]:
@@ -302,7 +241,7 @@ class EnsembleMember:
 
     def applied(self):
         """A context manager within which every call of the block solves with this member (no end time drawn)."""
-        return self.block.policy.fixed(self.member)
+        return self.block.solving_with(self.member)
 
 
 def solver_ensemble(block: Any, size: int, sigma: float = 0.2, seed: int | None = None,
@@ -313,9 +252,9 @@ def solver_ensemble(block: Any, size: int, sigma: float = 0.2, seed: int | None 
 
     size = positive_int("size", size, "the number of ensemble members, the base solver included")
     sampler = Smoothing(sigma=sigma, distribution=distribution)
-    sampler.bind(block.policy.base)
+    sampler.bind(block.base_solver)
     generator = generator_from(seed, None)
-    members = [block.policy.base.member] + [sampler.draw(generator) for _ in range(size - 1)]
+    members = [block.base_solver.member] + [sampler.draw(generator) for _ in range(size - 1)]
     return [EnsembleMember(block, m) for m in members]
 
 

@@ -31,18 +31,18 @@ import torch
 import torchsde
 from torch.nn.modules import module as _module_impl  # the global hook tables (see _has_hooks)
 
+from ._block import BlockCore, SchedulesView
 from ._checks import (
-    check_factory_options,
     check_step,
     check_times,
     check_tolerances,
     positive_float,
     positive_int,
 )
-from .plugins import get_registry
-from .policies import CallPolicy, TimeMap, solve_segments
-from .regularizers import build_regularizers, check_supported, weighted_regularization
-from .schedules import BaseSolver, Member
+from ._plugin_values import plugin_from
+from ._regularization import check_supported
+from .contract import BaseSolver, ContractError, Member, check_diffusion_output
+from .policies import TimeMap
 from .stats import SolverPlan, Stage, StepRecord, StepStats, rms
 
 # torchsde methods for Ito SDEs with diagonal noise (what SDEBlock builds), and whether
@@ -175,8 +175,9 @@ class _BlockSDE(torch.nn.Module):
     noise_type = "diagonal"
     sde_type = "ito"
 
-    def __init__(self, drift: Callable, diffusion: torch.nn.Module) -> None:
+    def __init__(self, drift: Callable, diffusion: torch.nn.Module, label: str = "") -> None:
         super().__init__()
+        self.label = label or f"diffusion {type(diffusion).__name__}"  # names the plugin in contract errors
         self.drift = drift
         self.diffusion = diffusion
         # Plain references too: called every stage, and nn.Module's __getattr__ for submodules is slow.
@@ -214,11 +215,7 @@ class _BlockSDE(torch.nn.Module):
         g = self._call_diffusion(t, y, f if diffusion.uses_drift else None)
         self._count(0, 1)
         if not self._g_checked:  # once per solve: the state's shape does not change within one
-            if g.shape != y.shape:
-                raise ValueError(
-                    f"diffusion {type(self.diffusion).__name__} returned shape {tuple(g.shape)} for a state of shape "
-                    f"{tuple(y.shape)}; diagonal noise needs one value per state entry"
-                )
+            check_diffusion_output(self.label, g, y)
             self.__dict__["_g_checked"] = True
         return g
 
@@ -266,7 +263,7 @@ class _GeneralSDE(_BlockSDE):
         return self._f_and_g(t, y)
 
 
-class SDEBlock(torch.nn.Module):
+class SDEBlock(BlockCore):
     """A continuous-depth layer dh = f(h, t) dt + G(h, t) dB, solved with torchsde.
 
     Args:
@@ -338,17 +335,12 @@ class SDEBlock(torch.nn.Module):
     ) -> None:
         super().__init__()
         _check_method(method, adjoint)
-        if isinstance(diffusion, str):
-            factory = get_registry().get("diffusion", diffusion)
-            if diffusion_options is not None and not isinstance(diffusion_options, Mapping):
-                raise TypeError(f"diffusion_options must be a dict of the diffusion's options, "
-                                f"got {type(diffusion_options).__name__}")
-            check_factory_options("diffusion", diffusion, factory, diffusion_options or {}, skip=1)
-            diffusion = factory(drift, **dict(diffusion_options or {}))
-        elif diffusion_options:
-            raise ValueError("diffusion_options only apply when diffusion is given by name")
+        self._diffusion_label, diffusion = plugin_from(
+            "diffusion", diffusion, diffusion_options, "SDEBlock", "diffusion", "dropout:p=0.9",
+            lambda value: isinstance(value, torch.nn.Module) and hasattr(value, "uses_drift"), drift)
         if not isinstance(diffusion, torch.nn.Module) or not hasattr(diffusion, "uses_drift"):
-            raise TypeError("diffusion must be a registered name or a nde_plugins.diffusions.Diffusion module")
+            raise ContractError(f"{self._diffusion_label}: the factory returned {type(diffusion).__name__}; a "
+                                "diffusion factory returns a nde_plugins.Diffusion module")
         samples = positive_int("samples", samples, "the number of noisy solves averaged at test time")
         self.samples_per_solve = positive_int("samples_per_solve", samples_per_solve,
                                               "how many test-time-noise samples one batched solve holds")
@@ -365,28 +357,19 @@ class SDEBlock(torch.nn.Module):
         # dtype) is read again.
         self._span = (t, (float(t[0]), float(t[-1])))
         self._plans: dict[str, SolverPlan] = {}
-        self.sde = _sde_class(method, adjoint)(drift, diffusion)
+        self.sde = _sde_class(method, adjoint)(drift, diffusion, self._diffusion_label)
+        self._noise_on = True  # the noise switch of the call being solved (off in eval without test-time noise)
         self.method, self.dt, self.adaptive = method, dt, bool(adaptive)
         self.rtol, self.atol, self.dt_min, self.adjoint = rtol, atol, dt_min, adjoint
         self.test_time_noise, self.samples, self.return_all = test_time_noise, samples, return_all
-        self.record_stats = record_stats
-        self.regularizers = build_regularizers(dict(regularizers) if regularizers else None)
-        if self.regularizers and not record_stats:
-            raise ValueError("regularizers read the step statistics: record_stats must stay True")
-        self._vjp_inputs = any("input_grad" in r.requires for r in self.regularizers)
+        self._setup_regularizers(regularizers, record_stats)
         self.plan = self._plan(method)
         check_supported(self.regularizers, self.plan, adjoint, lambda: STEP_STATISTICS_METHODS)
         # One generator for the Brownian paths, the end-time draws and the schedule's draws. A
         # schedule's members are torchsde methods (SDEs have no parameterized families here).
-        base = BaseSolver(method, None, {}, self._check_member)
-        self.policy = CallPolicy("SDEBlock", t, end_time, end_time_options, seed, generator, schedule,
-                                 schedule_options, base)
-        self._base_members = [base.member]  # a call without a schedule solves with this one
-        self.epoch = 1
-        self.iteration = 0
-        self.stats: StepStats | None = None
-        self.last_t: torch.Tensor | None = None
-        self.last_method: tuple[str, dict] | list[tuple[str, dict]] | None = None
+        base = BaseSolver(method, None, {}, self._check_member, view=SchedulesView(self))
+        self._setup_policy("SDEBlock", t, base, end_time, end_time_options, seed, generator, schedule,
+                           schedule_options)
 
     def _plan(self, method: str) -> SolverPlan:
         plan = self._plans.get(method)
@@ -414,7 +397,7 @@ class SDEBlock(torch.nn.Module):
             return self.sde
         other = self.__dict__.get("_other_sde")
         if other is None:  # not a submodule: its drift and diffusion are already the block's
-            other = cls(self.sde.drift, self.sde.diffusion)
+            other = cls(self.sde.drift, self.sde.diffusion, self.sde.label)
             object.__setattr__(self, "_other_sde", other)
         return other
 
@@ -524,57 +507,32 @@ class SDEBlock(torch.nn.Module):
         if self._vjp_inputs and not x.requires_grad and torch.is_grad_enabled():
             # The Jacobian probe differentiates each step's drift w.r.t. its input, the first one being x.
             x = x.detach().requires_grad_(True)
-        members = self.policy.members(self.training, self.epoch, self.iteration) or self._base_members
-        # Drop the previous call's statistics first: they hold its graph. (Per-call attributes are
-        # written straight into __dict__: nn.Module.__setattr__ costs microseconds a call.)
-        picked = [(m.method, {}) for m in members]
-        self.__dict__.update(stats=None, last_method=picked[0] if len(picked) == 1 else picked, last_t=t,
-                             iteration=self.iteration + 1 if self.training else self.iteration)
-        stats = StepStats(self.plan, rtol=self.rtol, atol=self.atol) if self.record_stats else None
-        if self.training and self.policy.active:
-            ends = self.policy.ends(t, x.shape[0])
-            ys = self._solve_members(members, stats, lambda y0, grid, time_map, method: self._solve(
-                y0, True, grid, time_map, stats, method), x, t, ends)
-            self.__dict__["last_t"] = ends
-        elif self.training or not self.test_time_noise:
-            ys = self._solve_members(members, stats, lambda y0, grid, time_map, method: self._solve(
-                y0, self.training, grid, time_map, stats, method), x, t, None)
         if self.training or not self.test_time_noise:
-            self.__dict__["stats"] = stats
+            # Training: one noisy solve (to drawn ends with an end-time sampler); eval: noise off.
+            self.__dict__["_noise_on"] = self.training
+            ys = self._call(x, t, self.drift)
             out = ys if self.return_all else ys[-1]
             return out.unsqueeze(0) if return_samples else out
         # Test-time noise: the samples as batched solves of up to samples_per_solve copies each,
         # all recorded into one StepStats.
+        self.__dict__["_noise_on"] = True
+        sizes = [min(self.samples_per_solve, self.samples - start) for start in range(0, self.samples,
+                                                                                       self.samples_per_solve)]
         chunks = []
-        for start in range(0, self.samples, self.samples_per_solve):
-            n = min(self.samples_per_solve, self.samples - start)
-            ys = self._solve_members(members, stats, lambda y0, grid, time_map, method: self._solve(
-                y0, True, grid, time_map, stats, method), x.repeat(n, 1), t, None)
+        for n, ys in zip(sizes, self._call(x, t, self.drift, repeats=[x.repeat(n, 1) for n in sizes])):
             ys = ys if self.return_all else ys[-1:]
             chunks.append(ys.reshape(ys.shape[0], n, *x.shape).movedim(1, 0))
-        self.__dict__["stats"] = stats
         per_sample = torch.cat(chunks)
         if not self.return_all:
             per_sample = per_sample[:, 0]
         return per_sample if return_samples else per_sample.mean(0)
 
-    @staticmethod
-    def _solve_members(members: list[Member], stats: StepStats | None, solve: Callable, x: torch.Tensor,
-                       t: torch.Tensor, ends: torch.Tensor | None) -> torch.Tensor:
-        """The states of the call: one member's solve(s), or the weighted mean over an ensemble's."""
-        if ends is None and len(members) == 1:
-            return solve(x, t, None, members[0].method)
-        total = None
-        for member in members:
-            def one(y0, grid, time_map, method=member.method):
-                return solve(y0, grid, time_map, method)
+    def _new_stats(self) -> StepStats:
+        return StepStats(self.plan, rtol=self.rtol, atol=self.atol)
 
-            ys = one(x, t, None) if ends is None else solve_segments(one, x, t, ends)
-            if len(members) == 1:
-                return ys
-            total = member.weight * ys if total is None else total + member.weight * ys
-        return total
+    def _picked(self, member: Member) -> tuple[str, dict]:
+        return member.method, {}
 
-    def regularization(self) -> torch.Tensor:
-        """sum_r weight_r(epoch) * r(stats) over the last forward call."""
-        return weighted_regularization(self.regularizers, self.stats, self.epoch)
+    def _solve_member(self, member: Member, stats: StepStats | None, y0: torch.Tensor, grid: torch.Tensor,
+                      time_map: TimeMap | None) -> torch.Tensor:
+        return self._solve(y0, self.__dict__["_noise_on"], grid, time_map, stats, member.method)

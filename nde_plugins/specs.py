@@ -15,33 +15,38 @@ from typing import Any
 
 
 def split_spec(spec: str, what: str = "plugin", example: str = "NAME:option=V", key_word: str = "key",
-               noun: str = "option") -> tuple[str, dict[str, str]]:
+               noun: str = "option", *, quote: bool = True) -> tuple[str, dict[str, str]]:
     """``"name:key=value,..."`` as ``(name, {key: raw value string})``.
 
     Raises ``TypeError`` for a non-string and ``ValueError`` naming the malformed part: an empty
     name, a ':' with nothing after it, an empty part between commas, a part that is not
     ``key=value`` or a key given twice. ``what``, ``example``, ``key_word`` and ``noun`` word the messages.
+    ``quote=False`` leaves the spec itself out of them, for a caller that quotes it already (the
+    command line's "argument --regularizer: 'SPEC': no regularizer name; ...").
     """
     if not isinstance(spec, str):
         raise TypeError(f"a {what} spec is a string NAME or NAME:option=value,...; got {type(spec).__name__}")
+    quoted = f"{what} spec {spec!r}"
     name, colon, rest = spec.partition(":")
     name = name.strip()
     if not name:
-        raise ValueError(f"{what} spec {spec!r} has no name; write NAME or NAME:option=V, e.g. {example}")
+        problem = f"{quoted} has no name" if quote else f"no {what} name"
+        raise ValueError(f"{problem}; write NAME or NAME:option=V, e.g. {example}")
     if not colon:
         return name, {}
+    has = f"{quoted} has " if quote else ""
     if not rest.strip():
-        raise ValueError(f"{what} spec {spec!r} has a ':' but nothing after it; write {name} or {name}:option=V")
+        raise ValueError(f"{has}a ':' but nothing after it (no {noun}s); write {name} or {name}:{key_word}=V")
     raw: dict[str, str] = {}
     for part in (p.strip() for p in rest.split(",")):
         if not part:
-            raise ValueError(f"{what} spec {spec!r} has an empty {noun} between commas; write {name}:a=1,b=2")
+            raise ValueError(f"{has}an empty {noun} between commas; write {name}:a=1,b=2")
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"{what} spec {spec!r}: {part!r} is not {key_word}=value")
+            raise ValueError(f"{quoted + ': ' if quote else ''}{part!r} is not {key_word}=value")
         if key in raw:
-            raise ValueError(f"{what} spec {spec!r} gives {key!r} twice")
+            raise ValueError(f"{quoted} gives {key!r} twice" if quote else f"{key!r} is given twice")
         raw[key] = value.strip()
     return name, raw
 

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ._checks import check_field_output
+from .contract import refuse_undeclared_read
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -143,6 +144,9 @@ class StepStats:
     # whose statistics nobody reads pays only for the bookkeeping. One entry per solve: a forward
     # call split into several solves (end-time samplers) records them all into one StepStats.
     _pending: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    # (label, declared requires) of the regularizer reading these statistics right now, set by the
+    # block around the call: reads of statistics it did not declare are refused by name.
+    _reader: tuple[str, frozenset[str]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def steps(self) -> list[StepRecord]:
@@ -183,11 +187,15 @@ class StepStats:
 
     def error_ratios(self) -> torch.Tensor:
         """E_j of the accepted steps that have one, as one tensor (empty if none)."""
+        if self._reader is not None:
+            refuse_undeclared_read(self._reader, "error_estimate")
         values = [s.error_ratio for s in self.accepted if s.error_ratio is not None]
         return torch.stack(values) if values else torch.zeros(0)
 
     def error_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(E_j, |h_j|) over accepted steps that have an error ratio; |h_j| without a graph."""
+        if self._reader is not None:
+            refuse_undeclared_read(self._reader, "error_estimate")
         steps = [s for s in self.accepted if s.error_ratio is not None]
         if not steps:
             return torch.zeros(0), torch.zeros(0)
@@ -197,6 +205,8 @@ class StepStats:
 
     def stiffness_estimates(self) -> torch.Tensor:
         """S_j of the accepted steps that have one, as one tensor (empty if none)."""
+        if self._reader is not None:
+            refuse_undeclared_read(self._reader, "stiffness")
         values = [s.stiffness for s in self.accepted if s.stiffness is not None]
         return torch.stack(values) if values else torch.zeros(0)
 
@@ -424,6 +434,8 @@ def _fill_stiffness(queue: list[tuple[StepRecord, torch.Tensor, torch.Tensor]]) 
 def quadrature_nodes(stats: StepStats) -> tuple[list[Stage], list[float]]:
     """The stages the solver's own quadrature reads and their weights |h_j| b_i, over accepted steps
     (stages with b_i = 0 left out). Raises ``ValueError`` if stage values were not recorded."""
+    if stats._reader is not None:
+        refuse_undeclared_read(stats._reader, "stages")
     stages: list[Stage] = []
     weights: list[float] = []
     for step in stats.accepted:

@@ -245,7 +245,7 @@ def test_sde_block_switches_among_torchsde_methods():
         (dict(schedule="output_ensemble", schedule_options={"members": [5]}), TypeError, "member 0 must be"),
         (dict(schedule_options={"sigma": 0.1}), ValueError, "schedule is not"),
         (dict(schedule="smooth"), nde.UnknownPluginNameError, "did you mean 'smoothing'"),
-        (dict(schedule=Smoothing()), TypeError, "registered schedule name"),
+        (dict(schedule=5), TypeError, "a registered name, a spec"),
     ],
 )
 def test_bad_schedules_are_refused(kwargs, error, match):

@@ -293,9 +293,8 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
             (loss + reg).backward()
             # Read before the schedule's update: its comparison solves replace the block's statistics.
             stats = block.stats
-            update = getattr(block.policy.schedule, "update", None)
-            if update is not None:  # step / tolerance adaption compare solvers on this batch (over all ranks)
-                update(model, x_train[idx], y_train[idx])
+            # Step / tolerance adaption compare solvers on this batch (over all ranks); others ignore it.
+            block.update(model, x_train[idx], y_train[idx])
             optimizer.step()
             nfe += stats.nfe_forward
             reg_total += reg.item()

@@ -216,7 +216,7 @@ def robustness_over_u(model: MetaClassifier, x: torch.Tensor, y: torch.Tensor, c
     restored afterwards, also on error.
     """
     block = model.block
-    base = block.policy.base
+    base = block.base_solver
     if "u" not in base.params:
         raise ValueError(f"robustness_over_u replaces the family parameter u, but the block's method "
                          f"{base.method!r} has the parameters {sorted(base.params)}")
@@ -227,7 +227,7 @@ def robustness_over_u(model: MetaClassifier, x: torch.Tensor, y: torch.Tensor, c
         with torch.no_grad():
             reference = model(x)
         for u in us:
-            with block.policy.fixed(Member(base.method, {**base.params, "u": float(u)})):
+            with block.solving_with(Member(base.method, {**base.params, "u": float(u)})):
                 with torch.no_grad():
                     shift = (model(x) - reference).abs().mean() / reference.abs().mean()
                 rows.append({"u": float(u), **evaluate_robustness(model, x, y, config),
@@ -281,11 +281,11 @@ def paired_differences(treated: Sequence[Mapping[str, float]], control: Sequence
 @contextlib.contextmanager
 def _one_draw(block: ODEBlock):
     """Within the block, one schedule draw for the whole batch (training attack and training step)."""
-    members = block.policy.members(True, block.epoch, block.iteration)
-    if members is None or len(members) != 1:  # no schedule, or an output ensemble: the block decides
+    members = block.members_for(training=True)
+    if block.schedule is None or len(members) != 1:  # no schedule, or an output ensemble: the block decides
         yield
         return
-    with block.policy.fixed(members[0]):
+    with block.solving_with(members[0]):
         yield
 
 

@@ -56,6 +56,9 @@ MINIMA = (-0.85015, 0.26895, 1.83945)
 SETTLE_STEP, SETTLE_TIME = 0.02, 100.0
 #: A particle counts as settled when |v| < SETTLED_SPEED and it lies within MINIMUM_RADIUS of a minimum.
 SETTLED_SPEED, MINIMUM_RADIUS = 1e-3, 0.02
+#: The solver schedule of the paper's step adaption (``nde_plugins.adaption``): besides a fixed grid,
+#: the one these tasks train under, and the one ``nde-plugins check --adapt`` trains any task under.
+ADAPTIVE_SCHEDULE = "step_adaption"
 #: The paper's schedule of checks for the step adaption (every 50 iterations).
 ADAPTION_EVERY = 50
 #: Per-task defaults: iterations and Adam's learning rate (scaled down from the paper, see above).
@@ -257,6 +260,15 @@ def _kaiming(module: torch.nn.Module) -> None:
 # --------------------------------------------------------------------------------------- training
 
 
+def accepts_schedule(schedule: str | None) -> bool:
+    """Whether the synthetic tasks train under the solver schedule ``schedule``.
+
+    They train on a fixed grid (``None``) or under ``ADAPTIVE_SCHEDULE``: the paper's experiment
+    compares the two, and the proper-ODE check reads the adapted step's history.
+    """
+    return schedule is None or schedule == ADAPTIVE_SCHEDULE
+
+
 @dataclass
 class SyntheticConfig:
     """One training run.
@@ -281,10 +293,10 @@ class SyntheticConfig:
     def resolved(self) -> SyntheticConfig:
         """This configuration, checked, with the per-task defaults filled in."""
         _check_task(self.task)
-        if self.schedule not in (None, "step_adaption"):
-            raise ValueError(f"schedule must be None (fixed steps) or 'step_adaption', got {self.schedule!r}")
+        if not accepts_schedule(self.schedule):
+            raise ValueError(f"schedule must be None (fixed steps) or {ADAPTIVE_SCHEDULE!r}, got {self.schedule!r}")
         if self.schedule is None and self.steps is None:
-            raise ValueError("give steps=K for a fixed grid of K steps, or schedule='step_adaption'")
+            raise ValueError(f"give steps=K for a fixed grid of K steps, or schedule={ADAPTIVE_SCHEDULE!r}")
         if self.steps is not None:
             _check_count("steps", self.steps)
         iterations = DEFAULT_ITERATIONS[self.task] if self.iterations is None else self.iterations
@@ -373,7 +385,7 @@ def fit_synthetic(config: SyntheticConfig, progress: bool | None = None
 
     Each iteration draws a batch (epochs of random permutations of the training set, the last
     partial batch dropped so every batch has ``batch_size`` points), backpropagates through the
-    solver and, under step adaption, calls ``block.policy.schedule.update(model, x, y)`` after
+    solver and, under step adaption, calls ``block.update(model, x, y)`` after
     ``backward`` and before the optimizer step (as the authors' code). ``progress``: a tqdm bar
     (None: only on a terminal). The training time covers the loop only, the adaption's checks
     included; the proper-ODE check of the test set runs after it.
@@ -386,7 +398,6 @@ def fit_synthetic(config: SyntheticConfig, progress: bool | None = None
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     per_epoch = max(1, len(data.x_train) // config.batch_size)
-    schedule = block.policy.schedule
     bar = progress_bar(config.iterations, progress)
     nfe, steps, order = [], [], torch.zeros(0, dtype=torch.long)
     log = IterationLog()
@@ -409,8 +420,7 @@ def fit_synthetic(config: SyntheticConfig, progress: bool | None = None
         # Read before the schedule's update: its comparison solves replace the block's statistics.
         log.record(value, nfe[-1], block.stats.nfe_backward,
                    accuracy=(logits.detach().argmax(-1) == y).float().mean().item() * 100)
-        if schedule is not None:
-            schedule.update(model, x, y)
+        block.update(model, x, y)
         optimizer.step()
         if bar is not None:
             bar.update(1)
@@ -421,6 +431,7 @@ def fit_synthetic(config: SyntheticConfig, progress: bool | None = None
         bar.close()
     model.eval()
     report = proper_ode_check(model, block, (data.x_test, data.y_test))
+    schedule = block.schedule
     history = [] if schedule is None else [steps_of(h) for h in schedule.history]
     final = config.steps if schedule is None else steps_of(schedule.h)
     result = SyntheticResult(
@@ -446,7 +457,7 @@ def train_synthetic(config: SyntheticConfig, progress: bool | None = None) -> Sy
 
 
 
-__all__ = ["DATA_SEED", "MINIMA", "TASKS", "TEST_SEED", "EnergyField", "SpheresField", "SyntheticClassifier",
-           "SyntheticConfig", "SyntheticData", "SyntheticResult", "build_model", "fit_synthetic", "load_task",
-           "nearest_minimum", "potential_slope", "settle", "spheres", "steps_of", "three_minima",
-           "train_synthetic"]
+__all__ = ["ADAPTIVE_SCHEDULE", "DATA_SEED", "MINIMA", "TASKS", "TEST_SEED", "EnergyField", "SpheresField",
+           "SyntheticClassifier", "SyntheticConfig", "SyntheticData", "SyntheticResult", "accepts_schedule",
+           "build_model", "fit_synthetic", "load_task", "nearest_minimum", "potential_slope", "settle", "spheres",
+           "steps_of", "three_minima", "train_synthetic"]

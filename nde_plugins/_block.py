@@ -1,0 +1,204 @@
+"""The per-call core both blocks share: regularizers, the policy, one forward call's work, its state.
+
+``ODEBlock`` and ``SDEBlock`` differ in how one solve runs (torchdiffeq or torchsde) and in what
+their constructors accept; everything else about a forward call is here, written once:
+
+1. the schedule picks the call's members (``CallPolicy.members``; no schedule: the base member);
+2. in training, unless a member is fixed (``solving_with``), the end-time sampler draws the
+   interval ends, one draw shared by every member;
+3. every member is solved (over the drawn segments), all solves recorded into one ``StepStats``;
+4. several members: the output is their weighted mean;
+5. the call's state is written: ``stats``, ``last_t``, ``last_method``, ``iteration``.
+
+``regularization()`` then reads ``stats``; ``update(model_fn, x, y)`` hands a training batch to a
+schedule that learns from it. A subclass provides ``_solve_member(member, stats, y0, grid,
+time_map)`` and ``_picked(member)`` (how ``last_method`` shows a member), and may override
+``_prepare(members, x)`` (checks before any solve).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from ._regularization import build_regularizers, recorded, weighted_regularization
+from .contract import BaseSolver, Member
+from .policies import CallPolicy, TimeMap, solve_segments
+from .specs import parse_method_spec
+from .stats import StepStats
+
+#: ``solve(member, stats, y0, grid, time_map)``: one solve of a call, returning the states at ``grid``.
+MemberSolve = Callable[[Member, StepStats | None, Any, torch.Tensor, TimeMap | None], Any]
+
+
+class SchedulesView:
+    """What a schedule sees of its block (``BaseSolver.view``): solve with a member, read the last stats."""
+
+    def __init__(self, block: BlockCore) -> None:
+        self._block = block
+
+    def solving_with(self, member: Member | str) -> contextlib.AbstractContextManager[None]:
+        """Within the context, every call of the block solves with ``member`` at the block's own times."""
+        return self._block.solving_with(member)
+
+    @property
+    def stats(self) -> StepStats | None:
+        """The step statistics of the block's last call (None before the first)."""
+        return self._block.stats
+
+
+class BlockCore(torch.nn.Module):
+    """Base of ``ODEBlock`` and ``SDEBlock``: the per-call machinery (see the module docstring)."""
+
+    def _setup_regularizers(self, regularizers: Mapping[Any, Any] | None, record_stats: bool) -> None:
+        """Build the weighted regularizers and what they ask the block to record."""
+        self.record_stats = record_stats
+        self.regularizers = build_regularizers(regularizers)
+        if self.regularizers and not record_stats:
+            raise ValueError("regularizers read the step statistics: record_stats must stay True")
+        self._needs = recorded(self.regularizers)
+        self._vjp_inputs = "input_grad" in self._needs
+
+    def _setup_policy(self, owner: str, t: torch.Tensor, base: BaseSolver, end_time: Any,
+                      end_time_options: Mapping[str, Any] | None, seed: int | None,
+                      generator: torch.Generator | None, schedule: Any,
+                      schedule_options: Mapping[str, Any] | None) -> None:
+        """The call policy (draw streams, end-time sampler, schedule bound to ``base``) and the per-call state."""
+        self.policy = CallPolicy(owner, t, end_time, end_time_options, seed, generator, schedule, schedule_options,
+                                 base)
+        self._base_members = [base.member]
+        self.epoch = 1
+        self.iteration = 0
+        self.stats: StepStats | None = None
+        self.last_t: torch.Tensor | None = None
+        self.last_method: tuple[str, dict] | list[tuple[str, dict]] | None = None
+
+    # -- the public per-block calls -----------------------------------------------------------------
+    @property
+    def base_solver(self) -> BaseSolver:
+        """The block's base solver: method, family, parameters, options (what a schedule is bound to)."""
+        return self.policy.base
+
+    @property
+    def schedule(self) -> Any:
+        """The block's solver schedule object, or None."""
+        return self.policy.schedule
+
+    @property
+    def end_time_sampler(self) -> Any:
+        """The block's end-time sampler object, or None."""
+        return self.policy.sampler
+
+    def members_for(self, training: bool) -> list[Member]:
+        """The members a call would solve with now (in training a schedule draws afresh, as a call would)."""
+        return self.policy.members(training, self.epoch, self.iteration) or list(self._base_members)
+
+    def solving_with(self, member: Member | str) -> contextlib.AbstractContextManager[None]:
+        """Within the context, every call solves with ``member`` (a ``Member`` or a method spec) at the block's
+        own times, whatever the schedule says, and draws no end time (evaluations with a chosen solver)."""
+        if isinstance(member, str):
+            method, params = parse_method_spec(member)
+            member = Member(method, params)
+        elif not isinstance(member, Member):
+            raise TypeError(f"solving_with takes a nde_plugins.Member or a method spec, got {type(member).__name__}")
+        return self.policy.fixed(member)
+
+    def update(self, model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Hand a training batch to the schedule (after ``backward``, before ``optimizer.step``).
+
+        Schedules that learn from batches (step and tolerance adaption) define ``update(model_fn, x,
+        y)``; for the others, and without a schedule, this does nothing. Returns whether the
+        schedule took the batch. Under ``torch.distributed`` call it on every rank.
+        """
+        update = getattr(self.policy.schedule, "update", None)
+        if update is None:
+            return False
+        update(model_fn, x, y)
+        return True
+
+    def regularization(self) -> torch.Tensor:
+        """sum_r weight_r(epoch) * r(stats) over the last forward call."""
+        return weighted_regularization(self.regularizers, self.stats, self.epoch)
+
+    # -- one forward call ----------------------------------------------------------------------------
+    def _call(self, x: Any, t: torch.Tensor, field: Any, repeats: list[Any] | None = None) -> Any:
+        """Run one forward call from ``x`` on grid ``t``: members, end time, solves, mean, statistics, state.
+
+        ``repeats``: initial states solved one after the other into the same statistics instead of
+        ``x`` (test-time noise chunks); the result is then the list of their outputs.
+        """
+        members = self.policy.members(self.training, self.epoch, self.iteration, x, field) or self._base_members
+        self._prepare(members, x)
+        # Drop the previous call's statistics first: they hold its graph, which must not live on
+        # through this call. (Per-call attributes are written straight into __dict__ here and
+        # below: nn.Module.__setattr__ costs microseconds a call, noticeable on small solves.)
+        self.__dict__["stats"] = None
+        stats = self._new_stats() if self.record_stats else None
+        policy = self.policy
+        ends = None
+        if self.training and policy.sampler is not None and not policy.is_fixed:
+            ends = policy.ends(t, _batch_for(policy, x))
+        if repeats is None:
+            out = self._solve_members(members, stats, x, t, ends)
+        else:
+            out = [self._solve_members(members, stats, y0, t, ends) for y0 in repeats]
+        picked = [self._picked(m) for m in members]
+        self.__dict__.update(
+            iteration=self.iteration + 1 if self.training else self.iteration,
+            last_t=t if ends is None else ends,
+            last_method=picked[0] if len(picked) == 1 else picked,
+            stats=stats,
+        )
+        return out
+
+    def _solve_members(self, members: list[Member], stats: StepStats | None, x: Any, t: torch.Tensor,
+                       ends: torch.Tensor | None) -> Any:
+        """The states at every time of ``t``: one member's solve(s), or the weighted mean over several."""
+        solve = self._solve_member
+        outputs = []
+        for member in members:
+            if ends is None:
+                outputs.append(solve(member, stats, x, t, None))
+            else:
+                outputs.append(solve_segments(
+                    lambda y0, grid, time_map, member=member: solve(member, stats, y0, grid, time_map), x, t, ends))
+        if len(outputs) == 1:
+            return outputs[0]
+        return _weighted_mean(outputs, [m.weight for m in members])
+
+    # -- what a block provides ---------------------------------------------------------------------
+    def _new_stats(self) -> StepStats:
+        raise NotImplementedError
+
+    def _prepare(self, members: list[Member], x: Any) -> None:
+        """Checks of a call's members against its input, before any solve (default: none)."""
+
+    def _solve_member(self, member: Member, stats: StepStats | None, y0: Any, grid: torch.Tensor,
+                      time_map: TimeMap | None) -> Any:
+        raise NotImplementedError
+
+    def _picked(self, member: Member) -> tuple[str, dict]:
+        raise NotImplementedError
+
+
+def _weighted_mean(outputs: list[Any], weights: list[float]) -> Any:
+    """sum_m w_m z_m over the members' outputs (tensors, or tuples of tensors part by part)."""
+    if torch.is_tensor(outputs[0]):
+        return sum(w * z for w, z in zip(weights, outputs))
+    return tuple(sum(w * z[i] for w, z in zip(weights, outputs)) for i in range(len(outputs[0])))
+
+
+def _batch_for(policy: CallPolicy, x: Any) -> int:
+    """The batch size a per-sample draw needs (the leading dimension of a tensor state)."""
+    if not policy.per_sample:
+        return 1
+    if not torch.is_tensor(x) or x.dim() < 1:
+        raise ValueError("end_time_options['per_sample'] draws one end time per sample along the first dimension: "
+                         "the state must be a tensor with a batch dimension (tuple states are not supported)")
+    return x.shape[0]
+
+
+__all__ = ["BlockCore", "SchedulesView"]
