@@ -17,7 +17,9 @@ on each ratio. Why each of these:
   bootstrap resamples whole rounds (pairs), which keeps that pairing.
 
 Also here: the options every script shares (``--sizes``, ``--quick``, ``--rounds``, ``--budget``,
-``--seed``, ``--json``), the markdown table printer, and the counting MLP vector field.
+``--seed``, ``--json``), the markdown table printer, targets (an upper bound on a row's CPU ratio,
+declared by the script for a whole table or per row, and a row that misses its target is marked
+in the table and in ``--json``), and the counting MLP vector field.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import math
 import os
 import platform
 import random
+import re
 import shlex
 import statistics
 import subprocess
@@ -387,15 +390,112 @@ def measure(variants: Mapping[str, Variant], baseline: str, timing: Timing | Non
 
 
 # ------------------------------------------------------------------------------------------------
+# Targets
+
+#: The mark of a row whose ratio is above its target.
+MISSES = "MISSES"
+#: Decimals of a ratio in every table, and of the comparison with a target.
+RATIO_DIGITS = 3
+
+_TARGET_TEXT = re.compile(r"^\s*<=\s*(?P<bound>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+def as_target(value: float | str | None, what: str = "target") -> float | None:
+    """The upper bound a target declares: ``1.05`` or ``"<= 1.05"`` -> 1.05; ``None`` -> None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = _TARGET_TEXT.match(value)
+        if match is None:
+            raise ValueError(f"{what} {value!r}: a target is an upper bound on the ratio, a number such as 1.05 "
+                             "or the text '<= 1.05'")
+        value = float(match["bound"])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} {value!r}: a target is a positive finite upper bound on the ratio, e.g. 1.05")
+    return float(value)
+
+
+def resolve_targets(measurement: Measurement, target: float | str | None = None,
+                    targets: Mapping[str, float | str | None] | None = None) -> dict[str, float]:
+    """Each row's upper bound: ``target`` for every row compared with a baseline (not the baselines
+    themselves, not the A/A control), then ``targets`` per row (``None`` there: that row has none).
+
+    A row name in ``targets`` that is not in the table is refused: a misspelt name would leave a
+    row without its target, silently.
+    """
+    bound = as_target(target, "table target")
+    control = control_name(measurement.baseline)
+    resolved = {}
+    if bound is not None:
+        resolved = {r.name: bound for r in measurement.rows if r.name != r.against and r.name != control}
+    names = [r.name for r in measurement.rows]
+    for name, value in (targets or {}).items():
+        if name not in names:
+            raise ValueError(f"target for {name!r}: no such row; the rows are {names}")
+        row_bound = as_target(value, f"target of {name!r}")
+        if row_bound is None:
+            resolved.pop(name, None)
+        else:
+            resolved[name] = row_bound
+    return resolved
+
+
+class Verdict(NamedTuple):
+    """How a ratio compares with its target ``bound`` (an upper bound on the ratio)."""
+
+    bound: float
+    misses: bool  # the ratio is above the bound
+    overlaps: bool  # ... but the lower end of its 95% interval is not: the miss may be noise
+
+    @property
+    def mark(self) -> str:
+        """``""`` (meets it), ``"**MISSES**"``, or ``"**MISSES** (CI overlaps)"`` when the interval still reaches it."""
+        if not self.misses:
+            return ""
+        return f"**{MISSES}** (CI overlaps)" if self.overlaps else f"**{MISSES}**"
+
+    @property
+    def cell(self) -> str:
+        """The table's target cell: ``"<= 1.05"``, followed by the mark of a miss."""
+        return " ".join(filter(None, (f"<= {self.bound:g}", self.mark)))
+
+
+def check_target(bound: float, ratio: float, ci_low: float | None = None) -> Verdict:
+    """Compare ``ratio`` with ``bound``; ``ci_low``, the lower end of the ratio's interval, if it has one.
+
+    A ratio whose interval lies wholly above the bound misses it; so does one above the bound whose
+    interval still reaches it (``overlaps``; a ratio without an interval never overlaps). Both are
+    compared as the tables print them, to ``RATIO_DIGITS`` decimals, so that a reader checking a
+    mark against the printed numbers comes to the same verdict (a ratio printed 1.020 meets <= 1.02).
+    """
+    above = ci_low is not None and round(ci_low, RATIO_DIGITS) > bound
+    misses = round(ratio, RATIO_DIGITS) > bound or above
+    return Verdict(bound, misses, misses and ci_low is not None and not above)
+
+
+def row_verdict(row: Row, bound: float) -> Verdict:
+    """A row's CPU ratio and its bootstrap interval against ``bound``."""
+    return check_target(bound, row.ratio_cpu, row.ci_low)
+
+
+# ------------------------------------------------------------------------------------------------
 # Output
 
 
-def format_table(measurement: Measurement, targets: Mapping[str, str] | None = None) -> str:
-    """A markdown table: variant, [against], CPU ms, ratio CPU [95% CI], wall ms, ratio wall, [NFE], [target]."""
+def format_table(measurement: Measurement, targets: Mapping[str, float | str | None] | None = None,
+                 target: float | str | None = None) -> str:
+    """A markdown table: variant, [against], CPU ms, ratio CPU [95% CI], wall ms, ratio wall, [NFE], [target].
+
+    ``target`` (an upper bound on the CPU ratio, e.g. 1.05) applies to every row compared with a
+    baseline, ``targets`` to single rows (see ``resolve_targets``). A row whose ratio is above its
+    target is marked in the target column: ``**MISSES**`` when the whole 95% interval lies above
+    it, ``**MISSES** (CI overlaps)`` when the median ratio does but the interval still reaches it.
+    """
     rows = measurement.rows
+    bounds = resolve_targets(measurement, target, targets)
     show_against = any(r.against != measurement.baseline for r in rows)
     show_nfe = any(r.nfe_text for r in rows)
-    show_target = bool(targets)
+    show_target = bool(bounds)
     head = ["variant"] + (["against"] if show_against else []) + ["CPU ms", "ratio CPU [95% CI]", "wall ms",
                                                                  "ratio wall"]
     head += (["NFE"] if show_nfe else []) + (["target"] if show_target else [])
@@ -407,7 +507,8 @@ def format_table(measurement: Measurement, targets: Mapping[str, str] | None = N
         cells += [f"{r.cpu_s * 1e3:.3f}" if r.cpu_s < 0.01 else f"{r.cpu_s * 1e3:.2f}",
                   "1 (baseline)" if r.name == r.against else f"{r.ratio_cpu:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
                   f"{r.wall_s * 1e3:.3f}" if r.wall_s < 0.01 else f"{r.wall_s * 1e3:.2f}", f"{r.ratio_wall:.3f}"]
-        cells += ([r.nfe_text] if show_nfe else []) + ([(targets or {}).get(r.name, "")] if show_target else [])
+        cell = row_verdict(r, bounds[r.name]).cell if r.name in bounds else ""
+        cells += ([r.nfe_text] if show_nfe else []) + ([cell] if show_target else [])
         lines.append("| " + " | ".join(cells) + " |")
     if any(not r.nfe_matches for r in rows):
         lines.append("")
@@ -468,20 +569,32 @@ class Report:
         """Keep ``value`` (JSON-serializable, or shown by ``str``) for the ``--json`` file under ``key``."""
         self.records[key] = value
 
-    def table(self, title: str, measurement: Measurement, targets: Mapping[str, str] | None = None,
-              meta: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> None:
+    def table(self, title: str, measurement: Measurement, targets: Mapping[str, float | str | None] | None = None,
+              meta: Mapping[str, Any] | None = None, notes: Sequence[str] = (),
+              target: float | str | None = None) -> None:
+        """Print one table (see ``format_table`` for ``target`` and ``targets``) and keep it for ``--json``.
+
+        In the JSON every row carries ``target`` (its upper bound, or null), ``misses_target`` (its
+        ratio is above it) and ``misses_target_ci`` (the lower end of its 95% interval is).
+        """
+        bounds = resolve_targets(measurement, target, targets)
         print()
         print(f"{title}; {measurement.rounds} rounds in random order (seed {measurement.seed})")
         print()
-        print(format_table(measurement, targets))
+        print(format_table(measurement, bounds))
         for note in notes:
             print(note)
         sys.stdout.flush()
+        rows = []
+        for r in measurement.rows:
+            verdict = row_verdict(r, bounds[r.name]) if r.name in bounds else None
+            misses = verdict is not None and verdict.misses
+            rows.append({**asdict(r), "target": bounds.get(r.name), "misses_target": misses,
+                         "misses_target_ci": misses and not verdict.overlaps})
         self.tables.append({
             "title": title, "meta": dict(meta or {}), "baseline": measurement.baseline,
-            "rounds": measurement.rounds, "seed": measurement.seed, "targets": dict(targets or {}),
-            "notes": list(notes), "rows": [asdict(r) for r in measurement.rows],
-            "cpu_s": measurement.cpu, "wall_s": measurement.wall,
+            "rounds": measurement.rounds, "seed": measurement.seed, "targets": bounds,
+            "notes": list(notes), "rows": rows, "cpu_s": measurement.cpu, "wall_s": measurement.wall,
         })
 
     def finish(self) -> None:

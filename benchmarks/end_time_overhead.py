@@ -24,6 +24,9 @@ from _common import BACKWARD, CountingMLP, Report, Timing, call, make_parser, me
 
 import nde_plugins as nde
 
+#: Upper bound on the CPU ratio (the harness marks a row above it); steer per_sample does other work: none.
+TARGETS = {"steer (shared T)": 1.02}
+
 
 def main() -> None:
     parser = make_parser(__doc__)
@@ -60,7 +63,7 @@ def main() -> None:
         }
         result = measure(variants, "fixed end T", timing, before_round=fix_the_round_end_time,
                          against={"steer per_sample": "fixed end t1"})
-        report.table(f"{size}, {BACKWARD}", result, {"steer (shared T)": "<= 1.02"},
+        report.table(f"{size}, {BACKWARD}", result, TARGETS,
                      meta={"size": size.spec, "mode": BACKWARD, "tol": args.tol, "b": args.b})
     report.finish()
 

@@ -22,7 +22,8 @@ from _common import MODES, CountingMLP, Report, Timing, call, make_parser, measu
 
 import nde_plugins as nde
 
-TARGETS = {"ODEBlock, statistics on": "<= 1.03", "ODEBlock, record_stats=False": "<= 1.01"}
+#: Upper bounds on the CPU ratio (the harness marks a row above its bound).
+TARGETS = {"ODEBlock, statistics on": 1.03, "ODEBlock, record_stats=False": 1.01}
 
 
 def main() -> None:

@@ -49,7 +49,8 @@ VARIANTS = {
     "jacobian_frobenius": {"jacobian_frobenius": 0.01},
     "kinetic_energy + jacobian_frobenius": {"kinetic_energy": 0.01, "jacobian_frobenius": 0.01},
 }
-TARGETS = {"error_estimate": "<= 1.05", "stiffness": "<= 1.08", "kinetic_energy": "<= 1.05"}
+#: Upper bounds on the CPU ratio (the harness marks a row above its bound); the others have none.
+TARGETS = {"error_estimate": 1.05, "stiffness": 1.08, "kinetic_energy": 1.05}
 
 
 def main() -> None:

@@ -26,7 +26,8 @@ from _common import MODES, CountingMLP, Report, Timing, call, make_parser, measu
 
 import nde_plugins as nde
 
-TARGETS = {"SDEBlock, statistics on": "<= 1.05", "SDEBlock, record_stats=False": "<= 1.02"}
+#: Upper bounds on the CPU ratio (the harness marks a row above its bound).
+TARGETS = {"SDEBlock, statistics on": 1.05, "SDEBlock, record_stats=False": 1.02}
 
 
 class HandWrittenSDE(torch.nn.Module):

@@ -215,9 +215,113 @@ def test_table_columns_and_marks():
     lines = text.splitlines()
     assert lines[0] == "| variant | CPU ms | ratio CPU [95% CI] | wall ms | ratio wall | NFE | target |"
     assert "| base | 2.000 | 1 (baseline) |" in lines[2]
-    assert lines[4].startswith("| ours | 3.000 | 1.500 [1.500, 1.500] | 3.000 | 1.500 | 4-5 (!) | <= 1.05 |")
+    assert lines[4] == "| ours | 3.000 | 1.500 [1.500, 1.500] | 3.000 | 1.500 | 4-5 (!) | <= 1.05 **MISSES** |"
     assert "NFE differs" in lines[-1]
     assert "against" not in lines[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Targets
+
+
+def _rows(ratios):
+    """A table from synthetic rows: name -> (ratio, ci_low, ci_high), all against "base"."""
+    base = common.Row("base", "base", 0.002, 0.002, 1.0, 1.0, 1.0, 1.0, [None], True)
+    rows = [base] + [common.Row(name, "base", 0.002 * r, 0.002 * r, r, lo, hi, r, [None], True)
+                     for name, (r, lo, hi) in ratios.items()]
+    return common.Measurement(rows, "base", 7, 0, {}, {})
+
+
+def _target_cells(text):
+    cells = [[c.strip() for c in line[1:-1].split("|")] for line in text.splitlines()[2:] if line.startswith("| ")]
+    return {row[0]: row[-1] for row in cells}
+
+
+def test_a_ratio_above_its_target_is_marked_by_how_clearly():
+    table = _rows({"base (A/A)": (1.004, 0.99, 1.01), "clear": (1.057, 1.049, 1.063),
+                   "overlapping": (1.032, 1.027, 1.036), "meets": (1.027, 1.023, 1.031),
+                   "at the bound": (1.030, 1.020, 1.040), "faster": (0.93, 0.92, 0.95)})
+    text = common.format_table(table, target=1.03)
+    assert text.splitlines()[0].endswith("| ratio wall | target |")
+    assert _target_cells(text) == {
+        "base": "", "base (A/A)": "",  # a baseline and its control have no target
+        "clear": "<= 1.03 **MISSES**", "overlapping": "<= 1.03 **MISSES** (CI overlaps)",
+        "meets": "<= 1.03", "at the bound": "<= 1.03", "faster": "<= 1.03",
+    }
+
+
+def test_a_miss_is_judged_on_the_printed_ratio():
+    # 1.0204 prints as 1.020, which a reader checks against <= 1.02 as met.
+    assert not common.check_target(1.02, 1.0204, 1.01).misses
+    assert common.check_target(1.02, 1.0206, 1.01) == common.Verdict(1.02, True, True)
+    assert common.check_target(1.02, 1.0206, 1.0206) == common.Verdict(1.02, True, False)
+    # No interval (a memory ratio): a ratio above the bound is a plain miss.
+    assert common.check_target(1.02, 1.05).mark == "**MISSES**"
+    assert common.check_target(1.02, 1.01).cell == "<= 1.02"
+
+
+def test_row_targets_override_the_table_target():
+    table = _rows({"a": (1.04, 1.035, 1.045), "b": (1.04, 1.035, 1.045), "c": (1.04, 1.035, 1.045)})
+    cells = _target_cells(common.format_table(table, {"b": 1.05, "c": None}, target=1.02))
+    assert cells == {"base": "", "a": "<= 1.02 **MISSES**", "b": "<= 1.05", "c": ""}
+    # The text form of the docs reads as the number.
+    assert common.resolve_targets(table, targets={"a": "<= 1.05", "b": 1.08}) == {"a": 1.05, "b": 1.08}
+
+
+def test_no_target_no_column():
+    table = _rows({"a": (1.5, 1.4, 1.6)})
+    assert "target" not in common.format_table(table)
+    assert "target" not in common.format_table(table, {"a": None})
+
+
+@pytest.mark.parametrize("targets, target, match", [
+    ({"typo": 1.05}, None, "target for 'typo': no such row"),
+    ({"a": ">= 1.05"}, None, "upper bound on the ratio"),
+    ({"a": "within 5%"}, None, "upper bound on the ratio"),
+    ({"a": 0.0}, None, "positive finite"),
+    ({"a": float("nan")}, None, "positive finite"),
+    ({"a": True}, None, "positive finite"),
+    (None, "fast", "upper bound on the ratio"),
+])
+def test_targets_refuse_what_is_not_an_upper_bound_of_a_row(targets, target, match):
+    with pytest.raises(ValueError, match=match):
+        common.format_table(_rows({"a": (1.0, 0.9, 1.1)}), targets, target=target)
+
+
+def test_peak_memory_marks_a_miss_in_either_ratio(monkeypatch):
+    # The memory table has no interval: a median ratio above the target is a plain miss.
+    monkeypatch.syspath_prepend(str(_PATH.parent))
+    spec = importlib.util.spec_from_file_location("benchmarks_peak_memory", _PATH.parent / "peak_memory.py")
+    peak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peak)
+
+    def samples(stats_second_step_kib):
+        out = {name: [{"kib": [1024, 2048], "nfe": [20, 20]}] for name in peak.CONFIGS}
+        out["ODEBlock, statistics on"] = [{"kib": [1024, stats_second_step_kib], "nfe": [20, 20]}]
+        return out
+
+    def stats_row(text):
+        return next(line for line in text.splitlines() if line.startswith("| ODEBlock, statistics on |"))
+
+    assert stats_row(peak.table(samples(2048))).endswith("| 1.000 | 20 | <= 1.02 |")
+    assert stats_row(peak.table(samples(2150))).endswith("| 1.050 | 20 | <= 1.02 **MISSES** |")
+    assert peak.verdicts(samples(2150)) == {"ODEBlock, statistics on": {
+        "target": 1.02, "ratio_step1": 1.0, "ratio_steps12": 2150 / 2048, "misses_target": True}}
+
+
+def test_report_json_carries_each_rows_target_and_verdict(tmp_path, capsys):
+    report = common.Report(argparse.Namespace(json=tmp_path / "r.json"), "what")
+    table = _rows({"base (A/A)": (1.0, 0.99, 1.01), "slow": (1.06, 1.05, 1.07), "shaky": (1.03, 1.01, 1.05),
+                   "ok": (1.0, 0.98, 1.02)})
+    report.table("t", table, target=1.02)
+    report.finish()
+    data = json.loads((tmp_path / "r.json").read_text())["tables"][0]
+    assert data["targets"] == {"slow": 1.02, "shaky": 1.02, "ok": 1.02}
+    got = {r["name"]: (r["target"], r["misses_target"], r["misses_target_ci"]) for r in data["rows"]}
+    assert got == {"base": (None, False, False), "base (A/A)": (None, False, False), "slow": (1.02, True, True),
+                   "shaky": (1.02, True, False), "ok": (1.02, False, False)}
+    out = capsys.readouterr().out
+    assert "| slow |" in out and "<= 1.02 **MISSES** |" in out and "<= 1.02 **MISSES** (CI overlaps) |" in out
 
 
 def test_report_writes_json(tmp_path, capsys):
