@@ -68,7 +68,9 @@ def register_step_regularizers(register):
     """Contribute regularizers computed from a solve's step statistics.
 
     Call ``register(name, factory)``: ``factory(**options)`` returns a callable mapping a
-    ``StepStats`` record to a scalar tensor that carries gradients to the vector field.
+    ``StepStats`` record to a finite scalar tensor that carries gradients to the vector field,
+    with a ``requires`` set of ``nde_plugins.REQUIRES`` words naming what it reads (the block
+    records and checks exactly that; reading an undeclared statistic raises ``ContractError``).
     """
 
 
@@ -78,17 +80,21 @@ def register_solver_schedules(register):
 
     Call ``register(name, factory)``: ``factory(**options)`` returns a schedule ``s`` with
 
-    - ``s.bind(base)``: called once when a block is built. ``base`` is a
-      ``nde_plugins.schedules.BaseSolver``: the block's method, its ``TableauFamily`` (or None),
-      the base parameters and ``validate(member)``, which raises if the block cannot solve with a
-      member. Raise ``ValueError`` naming the option and the rule for what the schedule cannot
-      serve (smoothing on a method that is not a family).
+    - ``s.bind(base)``: called once when a block is built. ``base`` is a ``nde_plugins.BaseSolver``
+      (``nde_plugins.contract``): the block's method, its ``TableauFamily`` (or None), the base
+      parameters, ``validate(member)`` (raises if the block cannot solve with a member) and
+      ``view``, the block as a schedule may use it (``view.solving_with(member)``, ``view.stats``).
+      Raise ``ValueError`` naming the option and the rule for what the schedule cannot serve
+      (smoothing on a method that is not a family).
     - ``s.members(state) -> list[Member]``: called on every forward call, training and
       evaluation. ``state`` is a ``CallState`` (``training``, ``generator``, ``epoch``,
-      ``iteration``); a ``Member`` is a method name, its family parameters and a weight. One
-      member: the call solves with it; several: the output is the weighted mean of their final
-      states (weights summing to 1). In evaluation return the base member unless the schedule is
-      an ensemble. Draw only from ``state.generator``.
+      ``iteration``, the call's input ``x`` and vector ``field``); a ``Member`` is a method name,
+      its family parameters and a weight. One member: the call solves with it; several: the output
+      is the weighted mean of their final states. Return a list of ``Member`` with finite weights
+      >= 0 summing to 1 (checked on every call). In evaluation return the base member unless the
+      schedule is an ensemble. Draw only from ``state.generator``.
+    - optionally ``s.update(model_fn, x, y)``: a schedule that learns from training batches; a
+      training loop calls ``block.update(model_fn, x, y)`` after ``backward``, which reaches it.
 
     On one forward call the schedule acts first, then the end-time sampler (one draw shared by
     every member), then the solves; statistics record every solve, and the block's step
