@@ -1,5 +1,7 @@
 """The proper-ODE check and step / tolerance adaption (seed 002)."""
 
+import re
+
 import pytest
 import torch
 
@@ -173,3 +175,141 @@ def test_adaption_needs_class_labels():
     block(torch.randn(4, 2))
     with pytest.raises(ValueError, match="integer class labels"):
         block.policy.schedule.update(lambda inp: block(inp), torch.randn(4, 2), torch.randn(4))
+
+
+# ---------------------------------------------------------------- the check refuses bad arguments up front
+
+
+class Counting:
+    """A model_fn that counts its calls: a refusal must come before any solve."""
+
+    def __init__(self, block):
+        self.block, self.calls = block, 0
+
+    def __call__(self, inp):
+        self.calls += 1
+        return self.block(inp)
+
+
+def small(method="euler", **kwargs):
+    kwargs.setdefault("options", {"step_size": 0.5} if method != "dopri5" else None)
+    block = nde.ODEBlock(Field(), method=method, **kwargs)
+    return block, Counting(block), (torch.randn(8, 2), torch.randint(0, 2, (8,)))
+
+
+def refused(exc_type, *patterns, block_and_model=None, data=None, **kwargs):
+    """Run the check expecting ``exc_type``; every regex of ``patterns`` must be in the message; nothing ran."""
+    block, model, default_data = block_and_model or small()
+    with pytest.raises(exc_type) as info:
+        proper_ode_check(model, kwargs.pop("block", block), default_data if data is None else data, **kwargs)
+    for pattern in patterns:
+        assert re.search(pattern, str(info.value)), (pattern, info.value)
+    assert model.calls == 0 and block.stats is None  # refused before the first solve
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "bad, patterns",
+    [
+        ("euler", ["block must be the ODEBlock", "string 'euler'", "pass the block itself", "test_methods"]),
+        (torch.nn.Linear(2, 2), ["block must be the ODEBlock", "Linear"]),
+        (None, ["block must be the ODEBlock", "NoneType"]),
+    ],
+)
+def test_the_check_refuses_a_block_that_is_not_an_ode_block(bad, patterns):
+    refused(TypeError, *patterns, block=bad)
+
+
+def test_the_check_refuses_an_sde_block_and_says_what_to_pass():
+    sde = nde.SDEBlock(Field(), diffusion="additive")
+    refused(TypeError, "block is an SDEBlock", "ODEBlock only", "noise", "pass the ODEBlock", block=sde)
+
+
+def test_the_check_refuses_uncallable_model_and_loss_functions():
+    block, _, data = small()
+    with pytest.raises(TypeError, match="model_fn must be .* callable"):
+        proper_ode_check("model", block, data)
+    refused(TypeError, "loss_fn must be a callable", "float", loss_fn=0.5, threshold=0.1)
+
+
+def test_unknown_test_methods_are_all_named_with_suggestions():
+    error = refused(nde.UnknownPluginNameError, r"test_methods has unknown method\(s\) \['rk5', 'eulr'\]",
+                    "did you mean 'rk4'", "did you mean 'euler'", test_methods=["rk4", "rk5", "eulr"])
+    assert isinstance(error, ValueError)  # the CLI prints ValueErrors as one line
+    assert "'rk4'," not in error.args[0].split("]")[0]  # a known name is not listed as unknown
+
+
+@pytest.mark.parametrize(
+    "test_methods, exc_type, patterns",
+    [
+        ("rk4", TypeError, [r"test_methods must be a sequence", r"\['rk4'\]"]),
+        ([], ValueError, ["test_methods is empty", "no test solve", "at least one method"]),
+        (["dopri5"], ValueError, [r"test_methods\[0\] = 'dopri5' chooses its own steps", "fixed-grid methods"]),
+        (["euler", "rk2:w=1"], ValueError, [r"test_methods\[1\] = 'rk2:w=1'", r"parameters \['u'\]"]),
+        (["euler", 4], TypeError, [r"test_methods\[1\] must be a method name", "int"]),
+    ],
+)
+def test_malformed_test_methods_are_refused(test_methods, exc_type, patterns):
+    refused(exc_type, *patterns, test_methods=test_methods)
+
+
+def test_labels_must_match_the_inputs_one_per_sample():
+    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
+    refused(ValueError, "data has 8 inputs", "but 5 labels", "same first dimension", data=(x, y[:5]))
+    refused(ValueError, "data batch 1 has 4 inputs", "but 3 labels", data=[(x[:4], y[:4]), (x[4:], y[5:])])
+    refused(ValueError, r"labels y have shape \(8, 1\)", "1-D", r"y\.view\(-1\)", data=(x, y[:, None]))
+    refused(ValueError, r"labels y have shape \(8, 2\)", r"y\.argmax\(-1\)",
+            data=(x, torch.nn.functional.one_hot(y, 2)))
+    refused(TypeError, "labels y must be a tensor", "list", data=[(x, y.tolist())])
+    refused(ValueError, "0-d tensor", "one label per sample", data=[(x[0], y[0])])
+    refused(ValueError, "data holds no samples", data=(x[:0], y[:0]))
+    # regression: y may have more dimensions, but one row per sample
+    refused(ValueError, "data has 8 inputs", "but 7 labels", data=(x, x[:7].clone()),
+            loss_fn=torch.nn.functional.mse_loss, threshold=0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc_type, patterns",
+    [
+        (dict(factors=()), ValueError, ["factors is empty", "no test solve", r"e\.g\. \(0\.5, 1\.0, 2\.0\)"]),
+        (dict(tolerance_factors=[]), ValueError, ["tolerance_factors is empty", "at least one factor"]),
+        (dict(factors=2.0), TypeError, ["factors must be a sequence of numbers", r"\(2\.0,\)"]),
+        (dict(factors=(1.0, -1.0)), ValueError, [r"factors\[1\] must be a finite number > 0", "-1"]),
+        (dict(factors=(1.0, float("nan"))), ValueError, [r"factors\[1\] must be a finite number > 0"]),
+        (dict(factors=(1.0, "2")), TypeError, [r"factors\[1\] must be a number"]),
+        (dict(factors=[1.0] * 1001), ValueError, ["factors has 1001 factors", "1000 test solves", "give fewer"]),
+        (dict(factors=[1.0] * 400), ValueError, ["3 test_methods x 400 factors make 1200 test solves", "fewer"]),
+    ],
+)
+def test_factor_lists_are_checked(kwargs, exc_type, patterns):
+    refused(exc_type, *patterns, **kwargs)
+
+
+def test_a_check_without_a_solve_of_equal_or_smaller_error_is_refused():
+    refused(ValueError, "no test solve has equal or smaller error", "factor f >= 1", factors=(0.25, 0.5))
+    rk4 = small("rk4")
+    refused(ValueError, "no test solve has equal or smaller error", "order 4", "test_methods",
+            block_and_model=rk4, test_methods=["euler", "midpoint"])
+    adaptive = small("dopri5", rtol=1e-3, atol=1e-3)
+    refused(ValueError, "tolerance_factors", "all > 1", "include 1.0", block_and_model=adaptive,
+            tolerance_factors=(10.0, 100.0))
+
+
+def test_the_number_of_steps_a_check_takes_is_bounded():
+    from nde_plugins.proper_ode import MAX_CHECK_STEPS
+
+    error = refused(ValueError, r"factors \[1e\+09\]", "MAX_CHECK_STEPS", "give fewer or smaller factors",
+                    "even K = 1 is too many", factors=(1e9,))
+    assert f"{MAX_CHECK_STEPS:,}" in str(error)
+    refused(ValueError, "MAX_CHECK_STEPS", factors=(1.0, 1e308))  # f * K overflows to inf: still one message
+    # a block that alone steps more than the cap (what `nde-plugins check --steps <huge>` builds)
+    huge = small(options={"step_size": 1e-7})
+    refused(ValueError, "K = 10000000 steps", "MAX_CHECK_STEPS", r"at most K = \d+ steps", block_and_model=huge)
+
+
+def test_accepted_variants_still_run():
+    block, model, data = small()
+    report = proper_ode_check(model, block, [data, data], test_methods=("euler", "rk2:u=0.5"), factors=[1, 2.0])
+    assert [(r.solver, r.steps) for r in report.rows] == [("euler", 2), ("euler", 4), ("rk2:u=0.5", 2),
+                                                          ("rk2:u=0.5", 4)]
+    assert report.verdict in ("ODE-like", "solver-dependent") and model.calls == 2 * 5
