@@ -11,12 +11,16 @@ What a plugin is: a module, class or instance with at least one function marked
 collection, a hook function on its own), a function named like a hook but not marked (pluggy would
 never call it), an unknown hook, a hook wrapper, an object with no hook at all, a hook that returns
 something instead of calling ``register``, and a ``register`` call made after its hook returned.
+Every such fault of a plugin's hooks is reported in one error, one line each. Every registered name,
+of every kind, is a lower-case identifier (``[a-z_][a-z0-9_]*``, the rule of docs/plugins/loading.md);
+any other name is refused with the rule and a fix.
 
 Failure policy:
 - a built-in plugin that fails is a bug and raises;
 - an entry-point plugin that fails to import, is broken as above, raises inside its hook, calls
   ``sys.exit()`` (at import or in its hook), registers something invalid or takes a name already
-  taken is skipped and listed in ``Registry.load_errors`` (and by ``nde-plugins plugins``);
+  taken is skipped and listed in ``Registry.load_errors`` (and by ``nde-plugins plugins``), whose
+  message is the reason without the source (``LoadError.source`` carries it);
   everything else loads. One ``PluginWarning`` per skipped plugin is emitted once loading has
   finished, so a warning filter that turns warnings into errors cannot cut loading short;
 - whatever escapes loading (a failing built-in, an invalid ``NDE_PLUGINS_DISABLE_ENTRY_POINTS``,
@@ -44,6 +48,7 @@ import importlib.metadata
 import inspect
 import numbers
 import os
+import re
 import reprlib
 import threading
 import warnings
@@ -83,6 +88,11 @@ _IMPL_MARKER = f"{hookspecs.PROJECT_NAME}_impl"  # the attribute pluggy's Hookim
 # Values that are never plugins. pluggy would accept them (and silently ignore None) and find no hooks.
 _NOT_PLUGINS = (str, bytes, bytearray, numbers.Number, list, tuple, dict, set, frozenset)
 _MISSING = object()
+# The rule for every registered name, of every kind: a lower-case identifier, so that it can be written
+# in method specs and on the command line as it is (docs/plugins/loading.md, "Names").
+_NAME_RULE = re.compile(r"[a-z_][a-z0-9_]*")
+_NAME_RULE_TEXT = ("a Python identifier in lower case (lower-case letters a-z, digits and underscores, not "
+                   "starting with a digit) so that it can be written in method specs and on the command line")
 
 
 class PluginError(RuntimeError):
@@ -130,13 +140,27 @@ class LoadError:
     """A plugin that was skipped, with the reason."""
 
     source: PluginSource
-    message: str
+    message: str  # the reason, without the source
+
+
+def _check_name(name: str, what: str) -> None:
+    """Raise ``ValueError`` naming ``name``, the rule and (where one exists) a fixed name, unless it is valid."""
+    if _NAME_RULE.fullmatch(name):
+        return
+    fixed = re.sub(r"[-. ]", "_", name.lower())  # the usual separators; anything else has no obvious fix
+    fix = f"; rename it, e.g. to {fixed!r}" if _NAME_RULE.fullmatch(fixed) else ""
+    raise ValueError(f"{what} got the name {name!r}; a name must be {_NAME_RULE_TEXT}{fix}")
 
 
 def _validate_tableau(obj: Any) -> str:
     if not isinstance(obj, (Tableau, TableauFamily)):
         raise TypeError(f"register_tableaux: register() takes a Tableau or TableauFamily, got {type(obj).__name__}")
-    return obj.name
+    name = obj.name  # a Tableau checks its name when built; a subclass or a patched instance might not
+    if not isinstance(name, str):
+        raise TypeError(f"register_tableaux: the {type(obj).__name__} has a name that is not a str: "
+                        f"{type(name).__name__} {reprlib.repr(name)}")
+    _check_name(name, f"register_tableaux: register() of a {type(obj).__name__}")
+    return name
 
 
 def _validate_factory(kind: str) -> Callable[[Any, Any], str]:
@@ -144,10 +168,7 @@ def _validate_factory(kind: str) -> Callable[[Any, Any], str]:
         if not isinstance(name, str):
             raise TypeError(f"{KINDS[kind]}: register(name, factory) needs a str name, got {type(name).__name__} "
                             f"{reprlib.repr(name)}")
-        if not name.isidentifier():
-            raise ValueError(f"{KINDS[kind]}: register(name, factory) got the name {name!r}; a name must be a Python "
-                             "identifier (letters, digits and underscores, not starting with a digit) so that it "
-                             "can be written in method specs and on the command line")
+        _check_name(name, f"{KINDS[kind]}: register(name, factory)")
         if not callable(factory):
             raise TypeError(f"{KINDS[kind]}: the factory registered as {name!r} is not callable")
         return name
@@ -411,7 +432,12 @@ class Registry:
             self._skip(source, f"registration failed: {type(exc).__name__}: {exc}")
 
     def _skip(self, source: PluginSource, message: str) -> None:
-        # Only recorded here; load() warns once every plugin was processed.
+        # Only recorded here; load() warns once every plugin was processed. The errors raised by _add
+        # start with the source, which LoadError carries on its own: the message keeps the reason only,
+        # so that the warning, the CLI and anyone printing (source, message) name the plugin once.
+        who = str(source)
+        if message.startswith(who):
+            message = message[len(who):].lstrip(":").lstrip() or message
         self._errors.append(LoadError(source, message))
 
     # -- registering -------------------------------------------------------------------------------
@@ -503,10 +529,22 @@ class Registry:
         """Raise ``PluginError`` unless ``plugin`` is a plugin whose hooks will all be called.
 
         pluggy itself accepts any object and ignores what it does not recognize; each rule here
-        turns one of those silent no-ops into an error that names the fix.
+        turns one of those silent no-ops into an error that names the fix. Every fault found is
+        reported, one line each, so that a plugin's author fixes them in one round.
         """
         _refuse_non_plugin(plugin, who)
         attributes = _attributes(plugin, who)
+        faults = self._plugin_faults(plugin, attributes)
+        if len(faults) == 1:
+            separator, fault = faults[0]
+            raise PluginError(f"{who}{separator}{fault}")
+        if faults:
+            listed = "".join(f"\n  - {fault}" for _, fault in faults)
+            raise PluginError(f"{who} has {len(faults)} problems:{listed}")
+
+    def _plugin_faults(self, plugin: Any, attributes: list[str]) -> list[tuple[str, str]]:
+        """What is wrong with ``plugin``, as (separator, text) pairs: ``who + separator + text`` reads as a sentence."""
+        faults: list[tuple[str, str]] = []
         hooks: dict[str, tuple[str, dict]] = {}  # hook name -> (attribute, marker options)
         for attr in attributes:
             try:
@@ -518,20 +556,16 @@ class Registry:
         known = list(KINDS.values())
         for hook_name, (attr, opts) in hooks.items():
             if hook_name not in known:
-                raise PluginError(
-                    f"{who} implements unknown hook {hook_name!r}{_suggest(hook_name, known)} "
-                    f"(known hooks: {', '.join(known)})"
-                )
+                faults.append((" ", f"implements unknown hook {hook_name!r}{_suggest(hook_name, known)} "
+                                    f"(known hooks: {', '.join(known)})"))
+                continue
             if opts.get("hookwrapper") or opts.get("wrapper"):
-                raise PluginError(
-                    f"{who}: {attr!r} is a hook wrapper; nde_plugins calls each hook on its own, so wrappers never "
-                    "run: drop wrapper=True / hookwrapper=True and call register() in a plain hook"
-                )
+                faults.append((": ", f"{attr!r} is a hook wrapper; nde_plugins calls each hook on its own, so "
+                                     "wrappers never run: drop wrapper=True / hookwrapper=True and call register() "
+                                     "in a plain hook"))
             if inspect.isclass(plugin) and _is_instance_method(_static_attribute(plugin, attr)):
-                raise PluginError(
-                    f"{who}: {attr!r} is an instance method, but the class itself was given; register an "
-                    f"instance ({plugin.__name__}()) or make the hook a @staticmethod"
-                )
+                faults.append((": ", f"{attr!r} is an instance method, but the class itself was given; register "
+                                     f"an instance ({plugin.__name__}()) or make the hook a @staticmethod"))
         marked = {attr for attr, _ in hooks.values()}
         for hook_name in known:
             if hook_name in hooks or hook_name in marked:
@@ -540,20 +574,17 @@ class Registry:
             if value is _MISSING:
                 continue
             if _marker(value) is not None:
-                raise PluginError(
-                    f"{who}: {hook_name!r} is marked with @nde_plugins.hookimpl but is a {type(value).__name__}, "
-                    "not a function; hooks must be functions or methods"
-                )
-            if callable(value) or isinstance(value, (staticmethod, classmethod)):
-                raise PluginError(
-                    f"{who}: {hook_name!r} is not marked as a hook implementation; decorate it with "
-                    "@nde_plugins.hookimpl, or it is never called"
-                )
-        if not hooks:
+                faults.append((": ", f"{hook_name!r} is marked with @nde_plugins.hookimpl but is a "
+                                     f"{type(value).__name__}, not a function; hooks must be functions or methods"))
+            elif callable(value) or isinstance(value, (staticmethod, classmethod)):
+                faults.append((": ", f"{hook_name!r} is not marked as a hook implementation; decorate it with "
+                                     "@nde_plugins.hookimpl, or it is never called"))
+        if not hooks and not faults:  # an unmarked or unusable hook already says why none is found
             near = [attr for attr in attributes if difflib.get_close_matches(attr, known, n=1, cutoff=0.8)]
             hint = f"; it defines {near[0]!r}{_suggest(near[0], known)}" if near else ""
-            raise PluginError(f"{who} implements none of the nde_plugins hooks ({', '.join(known)}){hint}; "
-                              f"{_WHAT_A_PLUGIN_IS}")
+            faults.append((" ", f"implements none of the nde_plugins hooks ({', '.join(known)}){hint}; "
+                                f"{_WHAT_A_PLUGIN_IS}"))
+        return faults
 
     def _run_hooks(self, plugin: Any, source: PluginSource) -> list[Registration]:
         staged: list[Registration] = []
@@ -660,6 +691,31 @@ class Registry:
         """The registrations of one kind, or of every kind when ``kind`` is None; by kind, then name."""
         kinds = list(KINDS) if kind is None else [kind]
         return [reg for k in kinds for _, reg in sorted(self._table(k).items())]
+
+    def describe(self, kind: str, name: str) -> str:
+        """``kind`` and ``name`` with where the registration came from, for error messages; never raises.
+
+        ``"step_regularizer 'foo' (from entry point plugin 'acme-dist:acme' (acme-dist 1.0))"``,
+        ``"step_regularizer 'error_estimate' (built-in)"`` or ``"... (registered at run time by
+        plugin 'x')"``; a name that is not registered gives ``"step_regularizer 'foo'"``. Only
+        looks at what is registered now: it does not load plugins.
+        """
+        if not (isinstance(kind, str) and isinstance(name, str)):
+            try:
+                return f"{reprlib.repr(kind) if not isinstance(kind, str) else kind} {reprlib.repr(name)}"
+            except Exception:  # noqa: BLE001 - an object whose repr raises; this must not
+                return f"{type(kind).__name__} {type(name).__name__}"
+        what = f"{kind} {name!r}"
+        table = self._entries.get(kind)  # one dict lookup each: read lock-free, like every lookup
+        reg = table.get(name) if table is not None else None
+        if reg is None:
+            return what
+        source = reg.source
+        if source.origin == "built-in":
+            return f"{what} (built-in)"
+        if source.origin == "runtime":
+            return f"{what} (registered at run time by plugin {source.plugin!r})"
+        return f"{what} (from {source})"
 
     def plugin_names(self) -> list[str]:
         """The names of the registered plugins (built-in, entry point and run time), sorted."""

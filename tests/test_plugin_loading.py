@@ -149,6 +149,89 @@ def test_marker_on_a_non_function_is_reported(registry):
         registry.register_plugin(module)
 
 
+def broken_in_three_ways():
+    """A module with an unknown hook, a hook wrapper and an unmarked hook-named function."""
+
+    @hookimpl
+    def register_tablaux(register):
+        pass
+
+    @hookimpl(hookwrapper=True)
+    def register_diffusions(register):
+        yield
+
+    return module_with("three_faults", register_tablaux=register_tablaux, register_diffusions=register_diffusions,
+                       register_step_regularizers=lambda register: None)
+
+
+THREE_FAULTS = ["unknown hook 'register_tablaux'; did you mean 'register_tableaux'",
+                "'register_diffusions' is a hook wrapper",
+                "'register_step_regularizers' is not marked as a hook implementation"]
+
+
+def test_every_fault_of_a_plugin_is_reported_at_run_time(registry):
+    with pytest.raises(PluginError) as caught:
+        registry.register_plugin(broken_in_three_ways())
+    message = str(caught.value)
+    assert message.startswith("runtime plugin 'three_faults' (no distribution) has 3 problems:\n  - ")
+    assert all(fault in message for fault in THREE_FAULTS), message
+    assert len(message.splitlines()) == 4
+    assert "three_faults" not in registry.plugin_names()
+
+
+def test_every_fault_of_an_entry_point_plugin_is_in_its_warning_and_load_error():
+    registry = make_registry(FakeEntryPoint("acme", broken_in_three_ways, dist="acme-dist"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        registry.load()
+    (warning,) = [str(w.message) for w in caught if w.category is PluginWarning]
+    (err,) = registry.load_errors
+    assert warning == f"nde_plugins skipped {err.source}: {err.message}"
+    assert err.message.startswith("has 3 problems:\n  - ")
+    assert all(fault in warning and fault in err.message for fault in THREE_FAULTS)
+
+
+def test_instance_methods_of_a_class_are_each_reported(registry):
+    class NeedsInstance:
+        @hookimpl
+        def register_tableaux(self, register):
+            pass
+
+        @hookimpl
+        def register_diffusions(self, register):
+            pass
+
+    with pytest.raises(PluginError, match="has 2 problems:\n  - 'register_diffusions' is an instance method.*\n"
+                                          "  - 'register_tableaux' is an instance method"):
+        registry.register_plugin(NeedsInstance)
+
+
+def test_a_single_fault_keeps_the_one_line_message(registry):
+    with pytest.raises(PluginError) as caught:
+        registry.register_plugin(module_with("unmarked_only", register_tableaux=heun_hook()))
+    assert str(caught.value) == ("runtime plugin 'unmarked_only' (no distribution): 'register_tableaux' is not "
+                                 "marked as a hook implementation; decorate it with @nde_plugins.hookimpl, or it is "
+                                 "never called")
+
+
+@pytest.mark.parametrize("load", [
+    lambda: module_with("unmarked_ep", register_tableaux=heun_hook()),  # refused by the checks
+    lambda: None,  # not a plugin at all
+    lambda: plugin_with(Tableau("dopri5", **HEUN), name="reserved"),  # a reserved name
+    lambda: module_with("raiser", register_tableaux=hookimpl(lambda register: 1 / 0)),  # fails in its hook
+])
+def test_the_warning_names_the_skipped_plugin_once(load):
+    registry = make_registry(FakeEntryPoint("once", load, dist="oncedist"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        registry.load()
+    (warning,) = [str(w.message) for w in caught if w.category is PluginWarning]
+    assert warning.startswith("nde_plugins skipped entry point plugin 'oncedist:once' (oncedist 1.0): ")
+    assert warning.count("oncedist:once") == 1, warning
+    (err,) = registry.load_errors
+    assert "oncedist:once" not in err.message and err.message
+
+
 def test_plugin_without_any_hook_is_refused_listing_the_hooks(registry):
     module = module_with("hookless", helper=lambda: None)
     with pytest.raises(PluginError, match=f"implements none of the nde_plugins hooks \\({KNOWN_HOOKS}\\)"):
