@@ -11,14 +11,7 @@ from . import _torchdiffeq
 from .contract import REQUIRES, BaseSolver, CallState, ContractError, Diffusion, Member
 from .distributed import all_reduce_stats, rank_seed
 from .hookspecs import hookimpl, hookspec
-from .ode import (
-    MethodLike,
-    ODEBlock,
-    merge_params,
-    odeint,
-    resolve_method,
-    torchdiffeq_method_names,
-)
+from .ode import ODEBlock, odeint
 from .plugins import (
     DISABLE_ENTRY_POINTS_ENV,
     ENTRY_POINT_GROUP,
@@ -39,6 +32,7 @@ from .proper_ode import CheckReport, proper_ode_check
 from .regularizers import ErrorEstimate, ExponentialAnnealing, JacobianFrobenius, KineticEnergy, Stiffness
 from .schedules import ensemble_predict, solver_ensemble
 from .sde import SDEBlock
+from .solvers import MethodLike, Solver, merge_params, resolve_method, resolve_solver, torchdiffeq_method_names
 from .specs import parse_method_spec, parse_spec
 from .stats import SolverPlan, Stage, StepRecord, StepStats
 from .tableaux import Tableau, TableauError, TableauFamily, TableauWarning
@@ -65,6 +59,8 @@ _torchdiffeq.install()
 
 __all__ = [
     "REQUIRES",
+    "Solver",
+    "resolve_solver",
     "BaseSolver",
     "CallState",
     "ContractError",

@@ -141,15 +141,16 @@ class BlockCore(torch.nn.Module):
         ends = None
         if self.training and policy.sampler is not None and not policy.is_fixed:
             ends = policy.ends(t, _batch_for(policy, x))
-        if repeats is None:
-            out = self._solve_members(members, stats, x, t, ends)
-        else:
+        if repeats is not None:
             out = [self._solve_members(members, stats, y0, t, ends) for y0 in repeats]
-        picked = [self._picked(m) for m in members]
+        elif ends is None and len(members) == 1:  # the common case, without the general loop's cost
+            out = self._solve_member(members[0], stats, x, t, None)
+        else:
+            out = self._solve_members(members, stats, x, t, ends)
         self.__dict__.update(
             iteration=self.iteration + 1 if self.training else self.iteration,
             last_t=t if ends is None else ends,
-            last_method=picked[0] if len(picked) == 1 else picked,
+            last_method=self._picked(members[0]) if len(members) == 1 else [self._picked(m) for m in members],
             stats=stats,
         )
         return out

@@ -22,7 +22,8 @@ import importlib
 import inspect
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -365,13 +366,68 @@ class SolverTable(dict):
         return key
 
 
-def accepted_options(method: str) -> frozenset[str]:
-    """The options the solver behind ``method`` takes (a family's parameters included)."""
+@dataclass(frozen=True)
+class Description:
+    """What torchdiffeq's method table says about one method with its options (``describe``).
+
+    ``fixed_grid``: steps on a fixed grid; ``adaptive``: runs under torchdiffeq's adaptive
+    Runge-Kutta step control (neither: a multistep or scipy solver); ``order``: the order of the
+    solution it propagates (None when unknown); ``accepted``: the option names its solver reads
+    (a family's parameters included); ``family``: the registered ``TableauFamily`` (or None);
+    ``plan``: what the step statistics need to know.
+    """
+
+    fixed_grid: bool
+    adaptive: bool
+    order: int | None
+    accepted: frozenset[str]
+    family: TableauFamily | None
+    plan: SolverPlan
+
+
+def describe(method: str, options: Mapping[str, Any]) -> Description:
+    """The one place that asks the method table what ``method`` (a name in it) does with ``options``.
+
+    Options the solver would not read are refused here (torchdiffeq only warns, which hides typos).
+    """
     entry = install()[method]
     if isinstance(entry, TableauSolver):
-        params = entry.entry.params if isinstance(entry.entry, TableauFamily) else ()
-        return ADAPTIVE_OPTIONS | FIXED_GRID_OPTIONS | frozenset(params)
-    return _constructor_options(entry)
+        family = entry.entry if isinstance(entry.entry, TableauFamily) else None
+        accepted = ADAPTIVE_OPTIONS | FIXED_GRID_OPTIONS | frozenset(family.params if family else ())
+        _refuse_unread(method, options, accepted)
+        tableau = entry.tableau_for(dict(options))
+        if tableau.b_hat is None or "step_size" in options or "grid_constructor" in options:
+            plan = SolverPlan(method, "fixed", tableau.c, tableau.b, tableau.b_hat)
+            return Description(True, False, tableau.order, accepted, family, plan)
+        plan = _adaptive_plan(method, adaptive_solver_class(tableau).tableau)
+        return Description(False, True, tableau.order, accepted, family, plan)
+    accepted = _constructor_options(entry)
+    _refuse_unread(method, options, accepted)
+    order = _BUILTIN_ORDERS.get(method)
+    if isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver):
+        return Description(False, True, order, accepted, None, _adaptive_plan(method, entry.tableau))
+    fixed = isinstance(entry, type) and issubclass(entry, FixedGridODESolver)
+    equivalent = _fixed_grid_equivalents().get(method)
+    plan = (SolverPlan(method, "other") if equivalent is None
+            else SolverPlan(method, "fixed", equivalent.c, equivalent.b, None))
+    return Description(fixed, False, order, accepted, None, plan)
+
+
+def _refuse_unread(method: str, options: Mapping[str, Any], accepted: frozenset[str]) -> None:
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"method {method!r} got unknown option(s) {unknown}; it takes {sorted(accepted)} "
+            "(nde_plugins refuses options a solver would ignore, where torchdiffeq only warns)"
+        )
+
+
+def _adaptive_plan(method: str, bt: _ButcherTableau) -> SolverPlan:
+    """The statistics plan of an adaptive solver: its tableau as it runs (the FSAL stage included)."""
+    c = (0.0, *bt.alpha.tolist())
+    b = tuple(bt.c_sol.tolist())
+    b_hat = tuple(x - e for x, e in zip(b, bt.c_error.tolist()))
+    return SolverPlan(method, "adaptive", c, b, b_hat)
 
 
 @lru_cache(maxsize=64)
@@ -392,33 +448,8 @@ def _constructor_options(solver_class: type) -> frozenset[str]:
     return frozenset(names - {"self", "func", "y0", "rtol", "atol"})
 
 
-def is_fixed_grid(method: str, options: dict[str, Any]) -> bool:
-    """Whether ``method`` (a name in the solver table) with ``options`` steps on a fixed grid."""
-    entry = install()[method]
-    if isinstance(entry, TableauSolver):
-        tableau = entry.tableau_for(dict(options))
-        return tableau.b_hat is None or "step_size" in options or "grid_constructor" in options
-    return isinstance(entry, type) and issubclass(entry, FixedGridODESolver)
-
-
 _BUILTIN_ORDERS = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4, "dopri5": 5, "dopri8": 8,
                    "bosh3": 3, "fehlberg2": 2, "adaptive_heun": 2}
-
-
-def method_order(method: str, options: dict[str, Any]) -> int | None:
-    """The order of the solution ``method`` propagates (None for multistep and scipy solvers)."""
-    entry = install()[method]
-    if isinstance(entry, TableauSolver):
-        return entry.tableau_for(dict(options)).order
-    return _BUILTIN_ORDERS.get(method)
-
-
-def steps_adaptively(method: str, options: dict[str, Any]) -> bool:
-    """Whether ``method`` with ``options`` runs under torchdiffeq's adaptive Runge-Kutta step control."""
-    entry = install()[method]
-    if isinstance(entry, TableauSolver):
-        return not is_fixed_grid(method, options)
-    return isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver)
 
 
 # torchdiffeq's fixed-grid solvers as tableaux, so their steps can be observed like ours.
@@ -433,27 +464,6 @@ def _fixed_grid_equivalents() -> dict[str, Tableau]:
         "heun3": FAMILIES_BY_NAME["rk3"](u=1 / 3, v=2 / 3),
         "rk4": NAMED_BY_NAME["rk38"],  # torchdiffeq's rk4 is the 3/8 rule
     }
-
-
-def solver_plan(method: str, options: dict[str, Any]) -> SolverPlan:
-    """How ``method`` with ``options`` will step, for the step statistics."""
-    entry = install()[method]
-    if isinstance(entry, TableauSolver):
-        tableau = entry.tableau_for(dict(options))
-        if tableau.b_hat is None or "step_size" in options or "grid_constructor" in options:
-            return SolverPlan(method, "fixed", tableau.c, tableau.b, tableau.b_hat)
-        bt = adaptive_solver_class(tableau).tableau
-    elif isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver):
-        bt = entry.tableau
-    elif method in _fixed_grid_equivalents():
-        tableau = _fixed_grid_equivalents()[method]
-        return SolverPlan(method, "fixed", tableau.c, tableau.b, None)
-    else:
-        return SolverPlan(method, "other")
-    c = (0.0, *bt.alpha.tolist())
-    b = tuple(bt.c_sol.tolist())
-    b_hat = tuple(x - e for x, e in zip(b, bt.c_error.tolist()))
-    return SolverPlan(method, "adaptive", c, b, b_hat)
 
 
 def methods_with_error_estimate() -> list[str]:

@@ -33,6 +33,7 @@ from ._checks import as_float, positive_float, positive_int
 from .distributed import all_ranks_mean, all_ranks_sum
 from .hookspecs import hookimpl
 from .schedules import BaseSolver, CallState, Member
+from .solvers import resolve_solver
 
 #: The code's test-step rule: the test solver's error should be about this many times smaller.
 ERROR_RATIO = 50.0
@@ -157,11 +158,9 @@ class StepAdaption:
                                  f"of order {base.order} ({base.method!r}); give test_method")
             self.test_method, self.test_order = _TEST_SOLVERS[base.order]
         else:
-            from ._torchdiffeq import method_order
-
             member = Member(self.test_method, {}, options={"step_size": base.span})
             base.validate(member)
-            self.test_order = method_order(self.test_method, {"step_size": base.span}) or base.order
+            self.test_order = resolve_solver(self.test_method, {"step_size": base.span}).order or base.order
         self.base = base
         if isinstance(self.initial_step, float):
             self.h = min(self.initial_step, base.span)

@@ -12,91 +12,23 @@ import torchdiffeq
 
 from . import _torchdiffeq
 from ._block import BlockCore, SchedulesView
-from ._checks import check_adaptive_dtype, check_state, check_step, check_times, check_tolerances
+from ._checks import check_adaptive_dtype, check_state
 from ._regularization import check_supported
 from .contract import BaseSolver, Member
-from .plugins import UnknownPluginNameError, get_registry
+from .plugins import UnknownPluginNameError
 from .policies import TimeMap
+from .solvers import (
+    MethodLike,
+    Solver,
+    check_solve_inputs,
+    merge_params,
+    resolve_method,
+    resolve_solver,
+    torchdiffeq_method_names,
+    with_options,
+)
 from .specs import parse_method_spec
 from .stats import AdaptiveObservedField, ObservedField, SolverPlan, StepRecorder, StepStats
-from .tableaux import Tableau, TableauFamily
-
-MethodLike = str | Tableau | TableauFamily
-
-
-def torchdiffeq_method_names() -> frozenset[str]:
-    """torchdiffeq's own method names (reserved: no plugin may take them)."""
-    return _torchdiffeq.torchdiffeq_method_names()
-
-
-def resolve_method(method: MethodLike, options: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    """The torchdiffeq method name and options that select ``method``.
-
-    ``method`` may be a torchdiffeq name, a registered tableau or family name, a spec
-    ``"name:param=value,..."``, a ``Tableau`` or a ``TableauFamily`` (parameters in ``options``).
-    Unknown names raise ``UnknownPluginNameError`` with suggestions.
-    """
-    table = _torchdiffeq.install()
-    options = dict(options or {})
-    if isinstance(method, (Tableau, TableauFamily)):
-        reg = get_registry().find("tableau", method.name)
-        if reg is not None and (reg.obj is method or reg.obj == method):
-            return method.name, options
-        return table.add_adhoc(method), options
-    if not isinstance(method, str):
-        raise TypeError(
-            f"method must be a name, a 'name:param=value' spec, a Tableau or a TableauFamily; "
-            f"got {type(method).__name__}"
-        )
-    name, params = parse_method_spec(method)
-    options = merge_params(method, params, options, "options")
-    if name in table.builtin_names:
-        if params:
-            raise ValueError(f"torchdiffeq's method {name!r} takes no parameters; got {sorted(params)}")
-    else:
-        entry = get_registry().get("tableau", name, extra_names=table.builtin_names)  # raises with suggestions
-        takes = entry.params if isinstance(entry, TableauFamily) else ()
-        unknown = sorted(set(params) - set(takes))
-        if unknown:  # the spec names parameters, not solver options: say which the method has
-            what = f"family {name!r} has the parameters {list(takes)}" if takes else f"{name!r} is not a family"
-            raise ValueError(f"method spec {method!r} gives {unknown}, but {what}")
-    check_options(name, options)
-    return name, options
-
-
-def merge_params(spec: str, from_spec: Mapping[str, Any], given: Mapping[str, Any], given_as: str) -> dict[str, Any]:
-    """``given`` plus the parameters written in a method spec; a parameter given both ways must agree.
-
-    One rule for ``odeint(method="rk4_uv:u=0.3", options=...)`` and ``get_tableau("rk4_uv:u=0.3", u=...)``:
-    neither silently wins.
-    """
-    merged = dict(given)
-    for key, value in from_spec.items():
-        if key in merged and merged[key] != value:
-            raise ValueError(f"parameter {key!r} is given both in the method spec {spec!r} ({value}) and in "
-                             f"{given_as} ({merged[key]}); give it once")
-        merged[key] = value
-    return merged
-
-
-def check_options(name: str, options: Mapping[str, Any]) -> None:
-    """Refuse options the solver would not read (torchdiffeq only warns, which hides typos)."""
-    accepted = _torchdiffeq.accepted_options(name)
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ValueError(
-            f"method {name!r} got unknown option(s) {unknown}; it takes {sorted(accepted)} "
-            "(nde_plugins refuses options a solver would ignore, where torchdiffeq only warns)"
-        )
-
-
-def check_solve_inputs(name: str, options: Mapping[str, Any], t: Any, rtol: Any, atol: Any) -> torch.Tensor:
-    """Validate what a solve is given besides the state; returns ``t`` as a checked tensor."""
-    check_tolerances(rtol, atol)
-    t = check_times(t)
-    if options.get("step_size") is not None:
-        check_step("options['step_size']", options["step_size"], t)
-    return t
 
 
 def odeint(
@@ -117,7 +49,7 @@ def odeint(
 
     Same semantics, arguments and return value as ``torchdiffeq.odeint`` (or
     ``torchdiffeq.odeint_adjoint`` with ``adjoint=True``; then ``adjoint_*`` keyword arguments are
-    passed on). ``method`` is resolved by ``resolve_method``; ``options`` holds torchdiffeq's solver
+    passed on). ``method`` is resolved by ``resolve_solver``; ``options`` holds torchdiffeq's solver
     options and a family's parameters.
 
     With ``return_stats=True`` the result is ``(solution, StepStats)``: evaluations, attempted
@@ -125,14 +57,14 @@ def odeint(
     ``keep_stages=True`` the stage values of every step are kept too (needed for the stiffness
     estimate, quadrature regularizers and the error estimate of fixed-grid pairs).
     """
-    name, opts = resolve_method(method, options)
-    t = check_solve_inputs(name, opts, t, rtol, atol)
+    solver = resolve_solver(method, options)
+    name, opts = solver.name, dict(solver.options)
+    t = check_solve_inputs(solver, t, rtol, atol)
     check_state(y0, f"method {name!r}")
-    if _torchdiffeq.steps_adaptively(name, opts):
+    if solver.adaptive:
         check_adaptive_dtype(y0, name)
     if return_stats:
-        plan = _torchdiffeq.solver_plan(name, opts)
-        return _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs)
+        return _observed_solve(func, y0, t, name, opts, solver.plan, rtol, atol, adjoint, keep_stages, kwargs)
     if keep_stages:
         raise ValueError("keep_stages=True only applies with return_stats=True")
     return _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs)
@@ -189,7 +121,8 @@ def _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs):
     if adjoint:
         if kwargs.get("adjoint_method") is not None:
             given = kwargs.get("adjoint_options")
-            adj_name, adj_opts = resolve_method(kwargs["adjoint_method"], given)
+            adjoint_solver = resolve_solver(kwargs["adjoint_method"], given)
+            adj_name, adj_opts = adjoint_solver.name, dict(adjoint_solver.options)
             kwargs["adjoint_method"] = adj_name
             if adj_opts or given is not None:
                 kwargs["adjoint_options"] = adj_opts
@@ -266,11 +199,12 @@ class ODEBlock(BlockCore):
     ) -> None:
         super().__init__()
         self.field = field
-        self.method_name, self.options = resolve_method(method, options)
+        self.solver = resolve_solver(method, options)
+        self.method_name, self.options = self.solver.name, dict(self.solver.options)
         # An unregistered Tableau/TableauFamily stays usable by name while this block holds it.
         self._method = method
         t = torch.as_tensor(t, dtype=torch.get_default_dtype())
-        self.register_buffer("t", check_solve_inputs(self.method_name, self.options, t, rtol, atol), persistent=False)
+        self.register_buffer("t", check_solve_inputs(self.solver, t, rtol, atol), persistent=False)
         self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
         # Every solve of a call runs the way t runs (drawn ends lie beyond their starts); kept with the
         # tensor it was read from, so an assigned or moved t is read again.
@@ -297,16 +231,15 @@ class ODEBlock(BlockCore):
                              "grid_constructor in real time has no meaning; give step_size instead")
 
     def _base_solver(self) -> BaseSolver:
-        entry = _torchdiffeq.install()[self.method_name]
-        family = entry.entry if isinstance(entry, _torchdiffeq.TableauSolver) else None
-        family = family if isinstance(family, TableauFamily) else None
-        params = family.resolve({k: v for k, v in self.options.items() if k in family.params}) if family else {}
-        self._step_options = {k: v for k, v in self.options.items() if not family or k not in family.params}
-        return BaseSolver(self.method_name, family, params, self._validate, view=SchedulesView(self),
-                          options=dict(self._step_options),
-                          fixed_grid=_torchdiffeq.is_fixed_grid(self.method_name, self.options),
-                          order=_torchdiffeq.method_order(self.method_name, self.options),
+        solver = self.solver
+        self._step_options = solver.step_options
+        return BaseSolver(solver.name, solver.family, dict(solver.params), self._validate, view=SchedulesView(self),
+                          options=dict(self._step_options), fixed_grid=solver.fixed_grid, order=solver.order,
                           span=abs(float(self.t[-1]) - float(self.t[0])))
+
+    def solver_for(self, member: Member) -> Solver:
+        """The resolved solver the block uses for ``member`` (its name, options, order, grid, statistics plan)."""
+        return self._solver(member).resolved
 
     def _validate(self, member: Member) -> None:
         """Raise ``ValueError`` if the block cannot solve with ``member`` (resolving it is the check)."""
@@ -325,15 +258,15 @@ class ODEBlock(BlockCore):
         rtol, atol = options.pop("rtol", self.rtol), options.pop("atol", self.atol)
         step_options = {**self._step_options, **options}
         if member.method == self.method_name and not options:  # the base family: only its parameters change
-            name, opts = self.method_name, {**step_options, **member.params}
+            resolved = with_options(self.solver, {**step_options, **member.params})
         else:
-            name, opts = resolve_method(member.method, {**step_options, **member.params})
-            check_solve_inputs(name, opts, self.t, rtol, atol)
-        plan = _torchdiffeq.solver_plan(name, opts)
+            resolved = resolve_solver(member.method, {**step_options, **member.params})
+            check_solve_inputs(resolved, self.t, rtol, atol)
+        name, opts, plan = resolved.name, dict(resolved.options), resolved.plan
         check_supported(self.regularizers, plan, self.adjoint, _torchdiffeq.methods_with_error_estimate)
         # Stage values are kept only when something reads them (they pin tensors in memory).
         keep = bool(self._needs & {"stages", "stiffness"}) or ("error_estimate" in self._needs and plan.mode == "fixed")
-        solver = _Solver(name, opts, plan, keep, dict(member.params), rtol, atol)
+        solver = _Solver(name, opts, plan, keep, dict(member.params), rtol, atol, resolved)
         self._solvers[key] = solver
         while len(self._solvers) > _SOLVER_CACHE_SIZE:
             self._solvers.popitem(last=False)
@@ -428,6 +361,7 @@ class _Solver:
     params: dict
     rtol: Any
     atol: Any
+    resolved: Solver
 
 
 class TimeMappedField(torch.nn.Module):
@@ -442,4 +376,5 @@ class TimeMappedField(torch.nn.Module):
         return self.time_map.span * self.field(self.time_map.time(s), z)
 
 
-__all__ = ["MethodLike", "ODEBlock", "UnknownPluginNameError", "odeint", "parse_method_spec", "resolve_method"]
+__all__ = ["MethodLike", "ODEBlock", "UnknownPluginNameError", "merge_params", "odeint", "parse_method_spec",
+           "resolve_method", "resolve_solver", "torchdiffeq_method_names"]

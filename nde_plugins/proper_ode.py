@@ -301,14 +301,13 @@ def proper_ode_check(
             raise ValueError("with loss_fn the gap is in the loss's units: give threshold explicitly")
         threshold = positive_float("threshold", threshold)
     score = _metric(metric, loss_fn)
-    members = block.policy.members(False, block.epoch, block.iteration)
-    trained = members[0] if members else block.policy.base.member
-    solver = block._solver(trained)
-    base = block.policy.base
+    trained = block.members_for(training=False)[0]
+    solver = block.solver_for(trained)
+    base = block.base_solver
     total = sum(len(y) for _, y in batches)
 
     def evaluate(member: Member) -> float:
-        with block.policy.fixed(member), torch.no_grad():
+        with block.solving_with(member), torch.no_grad():
             return sum(score(model_fn(x), y) for x, y in batches) / total
 
     if solver.plan.mode == "adaptive":
@@ -323,10 +322,12 @@ def proper_ode_check(
         training_value = evaluate(trained)
         report = CheckReport(trained.spec(), metric, training_value, threshold)
         if solver.plan.mode == "adaptive":
+            # The trained member's tolerances: its own options, else the block's (as the block solves).
+            rtol, atol = trained.options.get("rtol", block.rtol), trained.options.get("atol", block.atol)
             for f in tolerance_factors:
-                tol = float(solver.rtol) * f
+                tol = float(rtol) * f
                 member = Member(trained.method, dict(trained.params), options={**trained.options, "rtol": tol,
-                                                                                "atol": float(solver.atol) * f})
+                                                                                "atol": float(atol) * f})
                 report.rows.append(CheckRow(trained.method, f, None, tol, evaluate(member), f <= 1))
         else:
             for spec, name, params, f, k, step, smaller_error in plan:
@@ -351,13 +352,13 @@ def _fixed_grid_plan(trained: Member, solver: Any, base: Any, block: Any, test_m
     Refuses, before any solve, more than ``MAX_TEST_SOLVES`` solves, more than ``MAX_CHECK_STEPS``
     steps in all, and a plan where no solve has equal or smaller error than training.
     """
-    from ._torchdiffeq import method_order
+    from .solvers import resolve_solver
     from .specs import parse_method_spec
 
     span = base.span
     step = solver.options.get("step_size")
     steps = max(1, round(span / step)) if step else len(block.t) - 1
-    order = solver.plan and method_order(solver.name, solver.options) or 1
+    order = solver.order or 1
     if test_methods is None:
         test_methods = EULER_TEST_METHODS if solver.name == "euler" else (trained.spec().split(" [")[0], "rk4")
     solves = len(test_methods) * len(factors)
@@ -380,7 +381,7 @@ def _fixed_grid_plan(trained: Member, solver: Any, base: Any, block: Any, test_m
     plan = []
     for spec in test_methods:
         name, params = parse_method_spec(spec)
-        test_order = method_order(name, {**params, "step_size": span}) or order
+        test_order = resolve_solver(name, {**params, "step_size": span}).order or order
         for f in factors:
             k = max(1, round(f * steps))
             plan.append((spec, name, params, f, k, span / k, test_order >= order and k >= steps))

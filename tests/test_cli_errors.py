@@ -328,3 +328,10 @@ def test_a_figure_that_cannot_be_written_is_one_line(monkeypatch, tmp_path, caps
     assert main(["tableau", "rk2", "--plot", str(path)]) == 2
     err = capsys.readouterr().err
     assert err == f"nde-plugins tableau: error: argument --plot: cannot write {str(path)!r}: Permission denied\n"
+
+
+def test_a_check_with_more_training_steps_than_a_task_can_hold_is_one_line(capsys):
+    """Refused before training: K = 1e8 would run out of memory in the first backward pass."""
+    assert main(["check", "--steps", "100000000"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --steps" in err and "at most 10,000 fixed steps" in err

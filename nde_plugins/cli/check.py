@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from ..experiments.synthetic import ADAPTIVE_SCHEDULE
+from ..experiments.tasks import check_training_steps
 from ._args import method_spec, plot_path, positive_float, positive_int, seed
 from ._parser import command
 from ._usage import UsageError, check_block, write_figure
@@ -16,6 +17,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Train with ``args.method`` at K = ``args.steps`` steps (or under step adaption), check, report."""
     from ..proper_ode import proper_ode_check
 
+    try:
+        check_training_steps("K", args.steps)
+    except ValueError as exc:
+        raise UsageError(f"argument --steps: {exc}") from None
     check_block("--method", method=args.method, options={"step_size": 1.0 / args.steps})
     schedule = ADAPTIVE_SCHEDULE if args.adapt else None
     if args.task == "digits":

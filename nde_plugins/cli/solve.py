@@ -10,8 +10,7 @@ from typing import Any
 
 import torch
 
-from .. import resolve_method
-from .._torchdiffeq import is_fixed_grid
+from ..solvers import resolve_solver, with_options
 from ._args import method_spec, nonzero_float, positive_float
 from ._parser import command
 from ._usage import UsageError
@@ -25,11 +24,12 @@ MAX_FIXED_STEPS = 100_000
 
 def _solve_step(args: argparse.Namespace) -> float | None:
     """The fixed step of the solve, or None for an adaptive one; refuses steps the interval cannot take."""
-    name, options = resolve_method(args.method)
+    solver = resolve_solver(args.method)
     span = abs(args.t_end)
     step = args.step_size
     if step is not None:
-        if not is_fixed_grid(name, {**options, "step_size": step}):
+        stepped = "step_size" in solver.accepted and with_options(solver, {**solver.options, "step_size": step})
+        if not stepped or not stepped.fixed_grid:
             raise UsageError(
                 f"argument --step-size: method {args.method!r} chooses its own steps and takes no fixed step size; "
                 "drop --step-size and set --rtol/--atol, or use a fixed-grid method such as rk4"
@@ -39,7 +39,7 @@ def _solve_step(args: argparse.Namespace) -> float | None:
                 f"argument --step-size: {step:g} is longer than the whole interval |--t-end| = {span:g}; "
                 f"give --step-size <= {span:g}"
             )
-    elif is_fixed_grid(name, options):
+    elif solver.fixed_grid:
         step = min(DEFAULT_STEP_SIZE, span)
     if step is not None and span / step > MAX_FIXED_STEPS:
         if args.step_size is None:

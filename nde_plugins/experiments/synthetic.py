@@ -41,6 +41,7 @@ from ..ode import ODEBlock
 from ..proper_ode import proper_ode_check
 from .history import IterationLog
 from .progress import progress_bar
+from .tasks import check_training_steps
 
 TASKS = ("spheres", "three_minima")
 N_TRAIN, N_TEST = 2000, 1000
@@ -298,7 +299,7 @@ class SyntheticConfig:
         if self.schedule is None and self.steps is None:
             raise ValueError(f"give steps=K for a fixed grid of K steps, or schedule={ADAPTIVE_SCHEDULE!r}")
         if self.steps is not None:
-            _check_count("steps", self.steps)
+            check_training_steps("steps", _check_count("steps", self.steps))
         iterations = DEFAULT_ITERATIONS[self.task] if self.iterations is None else self.iterations
         lr = DEFAULT_LR[self.task] if self.lr is None else float(self.lr)
         if not (math.isfinite(lr) and lr > 0):
