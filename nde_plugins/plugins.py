@@ -5,8 +5,8 @@ third-party ones. Every hook implementation is called on its own, with a ``regis
 stages what the plugin contributes; the staged entries are committed only if the whole hook ran
 cleanly and none of its names is taken, so a failing plugin leaves no half-registered state.
 
-What a plugin is (the rules, and the types the registry deals in, are in ``_plugin_rules``): a module, class or instance with at least one function marked
-``@nde_plugins.hookimpl`` and named after one of the hooks in ``KINDS`` (or marked with that name as
+What a plugin is (the rules, and the types the registry deals in, live in ``_plugin_rules``): a
+module, class or instance with at least one function marked ``@nde_plugins.hookimpl`` and named after one of the hooks in ``KINDS`` (or marked with that name as
 ``specname``). Refused as broken: an object that cannot be a plugin (None, a number, a string, a
 collection, a hook function on its own), a function named like a hook but not marked (pluggy would
 never call it), an unknown hook, a hook wrapper, an object with no hook at all, a hook that returns
