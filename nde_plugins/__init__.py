@@ -8,6 +8,9 @@ Importing the package makes every registered tableau usable as a method of plain
 __version__ = "0.1.0"
 
 from . import _torchdiffeq
+from ._regularization import ExponentialAnnealing
+from .builtins.regularizers import ErrorEstimate, JacobianFrobenius, KineticEnergy, Stiffness
+from .builtins.schedules import ensemble_predict, solver_ensemble
 from .contract import REQUIRES, BaseSolver, CallState, ContractError, Diffusion, Member
 from .distributed import all_reduce_stats, rank_seed
 from .hookspecs import hookimpl, hookspec
@@ -29,8 +32,6 @@ from .plugins import (
     unregister_plugin,
 )
 from .proper_ode import CheckReport, proper_ode_check
-from .regularizers import ErrorEstimate, ExponentialAnnealing, JacobianFrobenius, KineticEnergy, Stiffness
-from .schedules import ensemble_predict, solver_ensemble
 from .sde import SDEBlock
 from .solvers import MethodLike, Solver, merge_params, resolve_method, resolve_solver, torchdiffeq_method_names
 from .specs import parse_method_spec, parse_spec

@@ -452,17 +452,20 @@ _BUILTIN_ORDERS = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4, 
                    "bosh3": 3, "fehlberg2": 2, "adaptive_heun": 2}
 
 
-# torchdiffeq's fixed-grid solvers as tableaux, so their steps can be observed like ours.
+# torchdiffeq's fixed-grid solvers as tableaux, so their steps can be observed like ours. Written out
+# here (not taken from the built-in plugins, which the glue does not import).
 @lru_cache(maxsize=1)
 def _fixed_grid_equivalents() -> dict[str, Tableau]:
-    from .tableaux.builtin import FAMILIES_BY_NAME, NAMED_BY_NAME
-
+    third = 1 / 3
     return {
         "euler": Tableau("euler", c=[0], a=[[]], b=[1], order=1),
-        "midpoint": FAMILIES_BY_NAME["rk2"](u=0.5),
-        "heun2": FAMILIES_BY_NAME["rk2"](u=1.0),
-        "heun3": FAMILIES_BY_NAME["rk3"](u=1 / 3, v=2 / 3),
-        "rk4": NAMED_BY_NAME["rk38"],  # torchdiffeq's rk4 is the 3/8 rule
+        "midpoint": Tableau("midpoint", c=[0, 0.5], a=[[], [0.5]], b=[0, 1], order=2),
+        "heun2": Tableau("heun2", c=[0, 1], a=[[], [1]], b=[0.5, 0.5], order=2),
+        "heun3": Tableau("heun3", c=[0, third, 2 * third], a=[[], [third], [0, 2 * third]], b=[0.25, 0, 0.75],
+                         order=3),
+        # torchdiffeq's rk4 is Kutta's 3/8 rule
+        "rk4": Tableau("rk4", c=[0, third, 2 * third, 1], a=[[], [third], [-third, 1], [1, -1, 1]],
+                       b=[0.125, 0.375, 0.375, 0.125], order=4),
     }
 
 

@@ -6,14 +6,15 @@ stages what the plugin contributes; the staged entries are committed only if the
 cleanly and none of its names is taken, so a failing plugin leaves no half-registered state.
 
 What a plugin is (the rules, and the types the registry deals in, live in ``_plugin_rules``): a
-module, class or instance with at least one function marked ``@nde_plugins.hookimpl`` and named after one of the hooks in ``KINDS`` (or marked with that name as
-``specname``). Refused as broken: an object that cannot be a plugin (None, a number, a string, a
-collection, a hook function on its own), a function named like a hook but not marked (pluggy would
-never call it), an unknown hook, a hook wrapper, an object with no hook at all, a hook that returns
-something instead of calling ``register``, and a ``register`` call made after its hook returned.
-Every such fault of a plugin's hooks is reported in one error, one line each. Every registered name,
-of every kind, is a lower-case identifier (``[a-z_][a-z0-9_]*``, the rule of docs/plugins/loading.md);
-any other name is refused with the rule and a fix.
+module, class or instance with at least one function marked ``@nde_plugins.hookimpl`` and named
+after one of the hooks in ``KINDS`` (or marked with that name as ``specname``). Refused as broken:
+an object that cannot be a plugin (None, a number, a string, a collection, a hook function on its
+own), a function named like a hook but not marked (pluggy would never call it), an unknown hook, a
+hook wrapper, an object with no hook at all, a hook that returns something instead of calling
+``register``, and a ``register`` call made after its hook returned. Every such fault of a plugin's
+hooks is reported in one error, one line each. Every registered name, of every kind, is a lower-case
+identifier (``[a-z_][a-z0-9_]*``, the rule of docs/plugins/loading.md); any other name is refused
+with the rule and a fix.
 
 Failure policy:
 - a built-in plugin that fails is a bug and raises;
@@ -73,12 +74,12 @@ from ._plugin_rules import (
 ENTRY_POINT_GROUP = "nde_plugins"
 DISABLE_ENTRY_POINTS_ENV = "NDE_PLUGINS_DISABLE_ENTRY_POINTS"
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "nde_plugins.tableaux.builtin",
-    "nde_plugins.regularizers",
-    "nde_plugins.diffusions",
-    "nde_plugins.end_times",
-    "nde_plugins.schedules",
-    "nde_plugins.adaption",
+    "nde_plugins.builtins.tableaux",
+    "nde_plugins.builtins.regularizers",
+    "nde_plugins.builtins.diffusions",
+    "nde_plugins.builtins.end_times",
+    "nde_plugins.builtins.schedules",
+    "nde_plugins.builtins.adaption",
 )
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ._checks import positive_float
-from .schedules import Member
+from .contract import Member
 
 #: Test-step factors of the paper (number of steps relative to training).
 STEP_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)

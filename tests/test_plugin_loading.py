@@ -42,12 +42,12 @@ def test_builtin_plugins_cannot_be_unregistered(registry, by_object):
     import nde_plugins.tableaux.builtin as builtin
 
     before = registry.names("tableau")
-    target = builtin if by_object else "nde_plugins.tableaux.builtin"
-    with pytest.raises(PluginError, match="built-in plugin 'nde_plugins.tableaux.builtin'.*only plugins registered "
+    target = builtin if by_object else "nde_plugins.builtins.tableaux"
+    with pytest.raises(PluginError, match="built-in plugin 'nde_plugins.builtins.tableaux'.*only plugins registered "
                                           "at run time with register_plugin can be unregistered"):
         registry.unregister_plugin(target)
     assert registry.names("tableau") == before
-    assert "nde_plugins.tableaux.builtin" in registry.plugin_names()
+    assert "nde_plugins.builtins.tableaux" in registry.plugin_names()
 
 
 def test_entry_point_plugins_cannot_be_unregistered():
@@ -377,7 +377,7 @@ def test_entry_point_pointing_at_a_builtin_module_is_skipped_and_loading_goes_on
 
     good = FakeEntryPoint("good", lambda: plugin_with(Tableau("after_dup", **HEUN), name="good"), dist="gooddist")
     registry = make_registry(FakeEntryPoint("dup", lambda: builtin_diffusions, dist="dupdist"), good)
-    with pytest.warns(PluginWarning, match="dupdist:dup.*already registered as 'nde_plugins.diffusions'"):
+    with pytest.warns(PluginWarning, match="dupdist:dup.*already registered as 'nde_plugins.builtins.diffusions'"):
         registry.load()
     assert "after_dup" in registry.names("tableau")
 
@@ -618,3 +618,13 @@ def test_a_plugin_using_the_registry_while_it_loads_does_not_deadlock():
     registry = make_registry(FakeEntryPoint("reentrant", reentrant))
     assert "reentrant_heun" in registry.names("tableau")
     assert "rk4_uv" in seen[0] and "reentrant_heun" not in seen[0]
+
+
+def test_the_old_paths_of_the_built_in_plugins_are_the_same_modules():
+    """Code and pickles that name nde_plugins.regularizers and the like keep working after the move."""
+    import importlib
+
+    for old, new in [("nde_plugins.regularizers", "regularizers"), ("nde_plugins.diffusions", "diffusions"),
+                     ("nde_plugins.end_times", "end_times"), ("nde_plugins.schedules", "schedules"),
+                     ("nde_plugins.adaption", "adaption"), ("nde_plugins.tableaux.builtin", "tableaux")]:
+        assert importlib.import_module(old) is importlib.import_module(f"nde_plugins.builtins.{new}")

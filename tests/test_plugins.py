@@ -135,7 +135,7 @@ def test_duplicate_name_names_both_sources():
     with pytest.warns(PluginWarning, match="registered by both entry point plugin 'dist_a:a' \\(dist_a 1.0\\) "
                                            "and entry point plugin 'dist_b:b' \\(dist_b 1.0\\)"):
         registry.load()
-    with pytest.raises(PluginConflictError, match="built-in plugin 'nde_plugins.tableaux.builtin'.*runtime"):
+    with pytest.raises(PluginConflictError, match="built-in plugin 'nde_plugins.builtins.tableaux'.*runtime"):
         registry.register_plugin(plugin_with(Tableau("rk4_uv", **HEUN), name="clash"))
 
 

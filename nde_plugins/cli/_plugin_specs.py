@@ -15,8 +15,8 @@ from typing import Any
 
 from .. import get_registry
 from .._checks import check_factory_options
+from .._regularization import ExponentialAnnealing, build_regularizers
 from ..experiments.tasks import DEFAULT_WEIGHTS
-from ..regularizers import ExponentialAnnealing, build_regularizers
 from ..specs import option_value, split_spec
 from ._usage import one_line
 

@@ -14,8 +14,8 @@ import importlib.util
 from typing import Any
 
 from .. import get_registry
+from .._regularization import ExponentialAnnealing
 from ..experiments.tasks import DEFAULT_WEIGHTS, interval
-from ..regularizers import ExponentialAnnealing
 from ._args import MAX_SEED
 from ._plugin_specs import read_end_time, read_regularizer, read_schedule, required_options
 from ._train_report import EndTime

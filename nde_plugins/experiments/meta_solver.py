@@ -38,8 +38,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..builtins.schedules import ensemble_predict, solver_ensemble
+from ..contract import Member
 from ..ode import ODEBlock
-from ..schedules import Member, ensemble_predict, solver_ensemble
 from .attacks import accuracy, fgsm, fgsm_random, pgd
 from .digits import DigitsClassifier, TimeConcatField, load_digits_split
 

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from .._checks import positive_float, positive_int
-from ..end_times import MIN_LENGTH
+from ..builtins.end_times import MIN_LENGTH
 from ..ode import ODEBlock, odeint
 from .history import IterationLog
 from .progress import progress_bar

@@ -55,7 +55,7 @@ def describe_end_time(task: str, end_time: tuple[str, dict[str, Any]] | None) ->
     """
     if end_time is None:
         return "none"
-    from ..end_times import MIN_LENGTH
+    from ..builtins.end_times import MIN_LENGTH
 
     name, options = end_time
     text = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
