@@ -334,3 +334,38 @@ def test_the_contract_module_imports_no_built_in_plugin():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert set(nde.REQUIRES) == {"error_estimate", "stiffness", "stages", "graph", "input_grad"}
+
+
+# -- the command line: a plugin that breaks the contract gives one line naming it, exit 2 -----------
+
+
+def run_cli(argv, capsys):
+    from nde_plugins.cli import main
+
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, err
+
+
+def test_the_cli_names_a_misspelt_option_of_a_wrapped_factory_in_one_line(capsys):
+    with registered("register_step_regularizers", ("wrapped", make_impl)):
+        code, err = run_cli(["train", "--task", "spheres", "--step-size", "0.5", "--iterations", "2",
+                             "--regularizer", "wrapped:weight=1,scal=2"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "regularizer 'wrapped' has no option 'scal'" in err and "its options: scale, shift" in err
+
+
+def test_the_cli_names_a_regularizer_that_returns_a_vector_in_one_line(capsys):
+    with registered("register_step_regularizers", ("vector", lambda: Returns(torch.ones(3, requires_grad=True)))):
+        code, err = run_cli(["train", "--task", "stiff", "--iterations", "2", "--regularizer", "vector:weight=1"],
+                            capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "regularizer 'vector' returned a tensor of shape (3,)" in err
+
+
+def test_the_cli_names_a_schedule_that_returns_strings_in_one_line(capsys):
+    with registered("register_solver_schedules", ("strings", lambda: Gives(["rk4"]))):
+        code, err = run_cli(["train", "--epochs", "1", "--method", "rk2:u=0.5", "--step-size", "0.25",
+                             "--schedule", "strings"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "schedule 'strings' returned 'rk4' as member 0" in err
