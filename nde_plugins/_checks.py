@@ -11,11 +11,8 @@ negative tolerance makes torchdiffeq return garbage, a non-monotone grid trips a
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import math
 import numbers
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -174,26 +171,3 @@ def generator_from(seed: Any, generator: Any) -> torch.Generator | None:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     return torch.Generator().manual_seed(int(seed))
 
-
-def check_factory_options(
-    kind: str, name: str, factory: Any, options: Mapping[str, Any], skip: int = 0, also: str = ""
-) -> None:
-    """Refuse options a plugin factory does not take, listing those it does (when its signature says).
-
-    ``skip`` leading parameters are not options (a diffusion factory's first one is the drift);
-    ``also`` names what the caller accepts besides the options (shown in the message).
-    """
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):  # a builtin or C callable: let the factory itself decide
-        return
-    if any(p.kind == p.VAR_KEYWORD for p in params):
-        return
-    valid = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][skip:]
-    for key in options:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            takes = f"its options: {', '.join(valid)}" if valid else "it takes no options"
-            besides = f", besides {also}" if also else ""
-            raise ValueError(f"{kind} {name!r} has no option {key!r}{hint} ({takes}{besides})")

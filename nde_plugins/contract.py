@@ -161,20 +161,22 @@ class Diffusion(torch.nn.Module):
 # Building a plugin from its factory and options
 
 
-def build_plugin(who: str, factory: Callable[..., Any], options: Mapping[str, Any], *leading: Any) -> Any:
+def build_plugin(who: str, factory: Callable[..., Any], options: Mapping[str, Any], *leading: Any,
+                 also: str = "") -> Any:
     """``factory(*leading, **options)``, with options checked against the factory's signature first.
 
     A factory taking ``**options`` cannot be checked in advance; a ``TypeError`` about a keyword
     it raises is then translated: the error names the plugin (``who``), the option and, where the
-    function that refused it can be found, the options it takes.
+    function that refused it can be found, the options it takes. ``also`` names what the caller
+    accepts besides the factory's options (shown in the message).
     """
     valid = _named_options(factory, len(leading))
     if valid is not None:
-        _refuse_unknown(who, options, valid)
+        _refuse_unknown(who, options, valid, also)
     try:
         return factory(*leading, **options)
     except TypeError as exc:
-        message = _option_error(who, exc, options)
+        message = _option_error(who, exc, options, also)
         if message is None:
             raise
         raise ContractError(message) from exc
@@ -192,16 +194,17 @@ def _named_options(function: Callable[..., Any], skip: int) -> list[str] | None:
     return [p.name for p in named[skip:]]
 
 
-def _refuse_unknown(who: str, options: Mapping[str, Any], valid: list[str]) -> None:
+def _refuse_unknown(who: str, options: Mapping[str, Any], valid: list[str], also: str = "") -> None:
     for key in options:
         if key not in valid:
-            raise ContractError(f"{who} has no option {key!r}{_did_you_mean(key, valid)} ({_takes(valid)})")
+            raise ContractError(f"{who} has no option {key!r}{_did_you_mean(key, valid)} ({_takes(valid, also)})")
 
 
-def _takes(valid: list[str] | None) -> str:
+def _takes(valid: list[str] | None, also: str = "") -> str:
+    besides = f", besides {also}" if also else ""
     if valid is None:
-        return "its options could not be read from its signature"
-    return f"its options: {', '.join(valid)}" if valid else "it takes no options"
+        return "its options could not be read from its signature" + besides
+    return (f"its options: {', '.join(valid)}" if valid else "it takes no options") + besides
 
 
 def _did_you_mean(key: str, valid: list[str]) -> str:
@@ -214,7 +217,7 @@ _MISSING = re.compile(r"(?P<callee>[\w.<>]+)\(\) missing \d+ required (?:keyword
                       r"(?P<names>.+)")
 
 
-def _option_error(who: str, exc: TypeError, options: Mapping[str, Any]) -> str | None:
+def _option_error(who: str, exc: TypeError, options: Mapping[str, Any], also: str = "") -> str | None:
     """A message naming the plugin for a keyword ``TypeError`` raised by (or right under) its factory."""
     text = str(exc)
     unexpected, missing = _UNEXPECTED.search(text), _MISSING.search(text)
@@ -226,9 +229,9 @@ def _option_error(who: str, exc: TypeError, options: Mapping[str, Any]) -> str |
         key = unexpected.group("key")
         if key not in options:  # raised deeper inside, not about the options given: not ours to word
             return None
-        return f"{who} has no option {key!r}{_did_you_mean(key, valid or [])} ({_takes(valid)})"
+        return f"{who} has no option {key!r}{_did_you_mean(key, valid or [])} ({_takes(valid, also)})"
     names = ", ".join(re.findall(r"'(\w+)'", missing.group("names")))
-    return f"{who} needs the option(s) {names}; give them ({_takes(valid)})"
+    return f"{who} needs the option(s) {names}; give them ({_takes(valid, also)})"
 
 
 def _options_of_callee(exc: TypeError, callee: str) -> list[str] | None:

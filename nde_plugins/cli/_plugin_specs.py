@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import get_registry
-from .._checks import check_factory_options
+from .._plugin_values import plugin_label
 from .._regularization import ExponentialAnnealing, build_regularizers
+from ..contract import build_plugin
 from ..experiments.tasks import DEFAULT_WEIGHTS
 from ..specs import option_value, split_spec
 from ._usage import one_line
@@ -62,8 +63,6 @@ def read_regularizer(spec: str, epochs: int) -> tuple[str, dict[str, Any]]:
     default weight is taken. The regularizer is built once to check its options.
     """
     name, factory, raw = _read(spec, "step_regularizer", "regularizer", "error_estimate:weight=0.1")
-    check_factory_options("regularizer", name, factory, {k: v for k, v in raw.items() if k not in WEIGHT_KEYS},
-                          also="weight=W or start=A,end=B")
     weight: float | ExponentialAnnealing
     if "start" in raw or "end" in raw:
         if "weight" in raw or not ("start" in raw and "end" in raw):
@@ -77,7 +76,9 @@ def read_regularizer(spec: str, epochs: int) -> tuple[str, dict[str, Any]]:
     else:
         raise ValueError(f"no weight given and {name!r} has no default; write {name}:weight=W")
     options = {key: option_value(value) for key, value in raw.items()}
-    build_regularizers({name: {"weight": weight, **options}})  # the regularizer's own checks of its options
+    # Built once: its options against its signature, then its own checks of their values.
+    build_plugin(plugin_label("step_regularizer", name), factory, options, also="weight=W or start=A,end=B")
+    build_regularizers({name: {"weight": weight, **options}})  # the weight's rules
     return name, {"weight": weight, **options}
 
 
@@ -95,12 +96,13 @@ def read_end_time(spec: str) -> tuple[str, dict[str, Any]]:
     for key, value in flags.items():
         if not isinstance(value, bool):
             raise ValueError(f"{key} must be true or false, got {value!r}")
-    check_factory_options("end time", name, factory, options, also="per_sample=true|false, synchronized=true|false")
     missing = required_options(factory) - set(options)
     if missing:
         raise ValueError(f"end time {name!r} needs {', '.join(sorted(missing))}; write "
                          f"{name}:{','.join(f'{key}=V' for key in sorted(missing))}")
-    factory(**options)  # the sampler's own checks of the values (b > 0, ...); b against t comes later
+    # Built once: its options, then its own checks of the values (b > 0, ...); b against t comes later.
+    build_plugin(plugin_label("end_time_sampler", name), factory, options,
+                 also="per_sample=true|false, synchronized=true|false")
     return name, options | {key: True for key, value in flags.items() if value}
 
 
@@ -137,8 +139,7 @@ def read_schedule(spec: str) -> tuple[str, dict[str, Any]]:
             raise ValueError(f"the parameter lists {sorted(columns)} must have the same number of values")
         members = [dict(zip(columns, values)) for values in zip(*columns.values())]
         options["members"] = members + list(options.get("members", []))
-    check_factory_options("schedule", name, factory, options)
-    factory(**options)
+    build_plugin(plugin_label("solver_schedule", name), factory, options)
     return name, options
 
 
