@@ -23,9 +23,9 @@ import inspect
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import torch
 from torchdiffeq._impl.misc import Perturb, _mixed_norm, _null_callback, _rms_norm
@@ -240,6 +240,9 @@ class TableauSolver:
     def __init__(self, method: str, entry: Tableau | TableauFamily) -> None:
         self.method = method
         self.entry = entry
+        self.family = entry if isinstance(entry, TableauFamily) else None
+        # The options the solver reads: torchdiffeq's, and the family's parameters.
+        self.accepted = ADAPTIVE_OPTIONS | FIXED_GRID_OPTIONS | frozenset(self.family.params if self.family else ())
         default = entry.member() if isinstance(entry, TableauFamily) else entry
         # Every member of a family shares b_hat's presence (it is structural), so the default decides.
         self._has_pair = default.b_hat is not None
@@ -366,15 +369,15 @@ class SolverTable(dict):
         return key
 
 
-@dataclass(frozen=True)
-class Description:
+class Description(NamedTuple):
     """What torchdiffeq's method table says about one method with its options (``describe``).
 
     ``fixed_grid``: steps on a fixed grid; ``adaptive``: runs under torchdiffeq's adaptive
     Runge-Kutta step control (neither: a multistep or scipy solver); ``order``: the order of the
     solution it propagates (None when unknown); ``accepted``: the option names its solver reads
-    (a family's parameters included); ``family``: the registered ``TableauFamily`` (or None);
-    ``plan``: what the step statistics need to know.
+    (a family's parameters included); ``family``: the registered ``TableauFamily`` (or None) and
+    ``params`` its parameters with defaults filled in; ``plan``: what the step statistics need.
+    (A named tuple: built for every new member a schedule draws, so it is kept cheap to make.)
     """
 
     fixed_grid: bool
@@ -382,35 +385,43 @@ class Description:
     order: int | None
     accepted: frozenset[str]
     family: TableauFamily | None
+    params: Mapping[str, float]
     plan: SolverPlan
+
+
+_NO_PARAMS: Mapping[str, float] = MappingProxyType({})
 
 
 def describe(method: str, options: Mapping[str, Any]) -> Description:
     """The one place that asks the method table what ``method`` (a name in it) does with ``options``.
 
-    Options the solver would not read are refused here (torchdiffeq only warns, which hides typos).
+    Options the solver would not read are refused here (torchdiffeq only warns, which hides typos);
+    a family's parameters are resolved (defaults filled in, the domain checked) once.
     """
     entry = install()[method]
     if isinstance(entry, TableauSolver):
-        family = entry.entry if isinstance(entry.entry, TableauFamily) else None
-        accepted = ADAPTIVE_OPTIONS | FIXED_GRID_OPTIONS | frozenset(family.params if family else ())
+        family, accepted = entry.family, entry.accepted
         _refuse_unread(method, options, accepted)
-        tableau = entry.tableau_for(dict(options))
+        if family is None:
+            tableau, params = entry.entry, _NO_PARAMS
+        else:
+            params = family.resolve({k: v for k, v in options.items() if k in family.params})
+            tableau = family.member(params)
         if tableau.b_hat is None or "step_size" in options or "grid_constructor" in options:
             plan = SolverPlan(method, "fixed", tableau.c, tableau.b, tableau.b_hat)
-            return Description(True, False, tableau.order, accepted, family, plan)
+            return Description(True, False, tableau.order, accepted, family, params, plan)
         plan = _adaptive_plan(method, adaptive_solver_class(tableau).tableau)
-        return Description(False, True, tableau.order, accepted, family, plan)
+        return Description(False, True, tableau.order, accepted, family, params, plan)
     accepted = _constructor_options(entry)
     _refuse_unread(method, options, accepted)
     order = _BUILTIN_ORDERS.get(method)
     if isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver):
-        return Description(False, True, order, accepted, None, _adaptive_plan(method, entry.tableau))
+        return Description(False, True, order, accepted, None, _NO_PARAMS, _adaptive_plan(method, entry.tableau))
     fixed = isinstance(entry, type) and issubclass(entry, FixedGridODESolver)
     equivalent = _fixed_grid_equivalents().get(method)
     plan = (SolverPlan(method, "other") if equivalent is None
             else SolverPlan(method, "fixed", equivalent.c, equivalent.b, None))
-    return Description(fixed, False, order, accepted, None, plan)
+    return Description(fixed, False, order, accepted, None, _NO_PARAMS, plan)
 
 
 def _refuse_unread(method: str, options: Mapping[str, Any], accepted: frozenset[str]) -> None:

@@ -33,21 +33,51 @@ class Solver:
     """A resolved ODE method with its options (see ``resolve_solver``).
 
     ``name``: the method name torchdiffeq is given; ``options``: its options, a family's parameters
-    included (read-only); ``family``: the ``TableauFamily`` or None; ``params``: the family's
-    parameters with defaults filled in; ``order``: the order of the solution it propagates (None
-    when unknown); ``fixed_grid`` / ``adaptive``: how it steps (neither: a multistep or scipy
-    solver); ``accepted``: the option names it reads; ``plan``: what its step statistics record.
+    included (read-only); the rest is what the method table says about them (``description``),
+    read through the properties: ``family`` (a ``TableauFamily`` or None), ``params`` (the family's
+    parameters with defaults filled in), ``order`` (of the solution it propagates; None when
+    unknown), ``fixed_grid`` / ``adaptive`` (how it steps; neither: a multistep or scipy solver),
+    ``accepted`` (the option names it reads) and ``plan`` (what its step statistics record).
     """
 
     name: str
     options: Mapping[str, Any]
-    family: TableauFamily | None
-    params: Mapping[str, float]
-    order: int | None
-    fixed_grid: bool
-    adaptive: bool
-    accepted: frozenset[str]
-    plan: SolverPlan
+    description: _torchdiffeq.Description
+
+    @property
+    def family(self) -> TableauFamily | None:
+        """The registered ``TableauFamily`` of the method, or None."""
+        return self.description.family
+
+    @property
+    def params(self) -> Mapping[str, float]:
+        """The family's parameters with defaults filled in (empty for a method that is not a family)."""
+        return self.description.params
+
+    @property
+    def order(self) -> int | None:
+        """The order of the solution it propagates (None for multistep and scipy solvers)."""
+        return self.description.order
+
+    @property
+    def fixed_grid(self) -> bool:
+        """Whether it steps on a fixed grid."""
+        return self.description.fixed_grid
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether it runs under torchdiffeq's adaptive Runge-Kutta step control."""
+        return self.description.adaptive
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """The option names its solver reads (a family's parameters included)."""
+        return self.description.accepted
+
+    @property
+    def plan(self) -> SolverPlan:
+        """What its step statistics record (``StepStats.plan``)."""
+        return self.description.plan
 
     @property
     def step_options(self) -> dict[str, Any]:
@@ -79,11 +109,7 @@ def with_options(solver: Solver, options: Mapping[str, Any]) -> Solver:
 
 
 def _solver(name: str, options: dict[str, Any]) -> Solver:
-    description = _torchdiffeq.describe(name, options)
-    family = description.family
-    params = family.resolve({k: v for k, v in options.items() if k in family.params}) if family else {}
-    return Solver(name, MappingProxyType(options), family, MappingProxyType(dict(params)), description.order,
-                  description.fixed_grid, description.adaptive, description.accepted, description.plan)
+    return Solver(name, MappingProxyType(options), _torchdiffeq.describe(name, options))
 
 
 def resolve_method(method: MethodLike, options: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
