@@ -11,9 +11,11 @@ their constructors accept; everything else about a forward call is here, written
 5. the call's state is written: ``stats``, ``last_t``, ``last_method``, ``iteration``.
 
 ``regularization()`` then reads ``stats``; ``update(model_fn, x, y)`` hands a training batch to a
-schedule that learns from it. A subclass provides ``_solve_member(member, stats, y0, grid,
-time_map)`` and ``_picked(member)`` (how ``last_method`` shows a member), and may override
-``_prepare(members, x)`` (checks before any solve).
+schedule that learns from it. A subclass provides ``_solve_member(handle, stats, y0, grid,
+time_map)`` and ``_picked(handle)`` (how ``last_method`` shows a member), and may override
+``_prepare(members, x)``: checks before any solve, returning one handle per member (what the block
+solves a member with, e.g. its resolved solver; by default the member itself), so that a call
+resolves each member once.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from .policies import CallPolicy, TimeMap, solve_segments
 from .specs import parse_method_spec
 from .stats import StepStats
 
-#: ``solve(member, stats, y0, grid, time_map)``: one solve of a call, returning the states at ``grid``.
-MemberSolve = Callable[[Member, StepStats | None, Any, torch.Tensor, TimeMap | None], Any]
+#: ``solve(handle, stats, y0, grid, time_map)``: one solve of a call, returning the states at ``grid``.
+MemberSolve = Callable[[Any, StepStats | None, Any, torch.Tensor, TimeMap | None], Any]
 
 
 class SchedulesView:
@@ -131,7 +133,7 @@ class BlockCore(torch.nn.Module):
         ``x`` (test-time noise chunks); the result is then the list of their outputs.
         """
         members = self.policy.members(self.training, self.epoch, self.iteration, x, field) or self._base_members
-        self._prepare(members, x)
+        handles = self._prepare(members, x)
         # Drop the previous call's statistics first: they hold its graph, which must not live on
         # through this call. (Per-call attributes are written straight into __dict__ here and
         # below: nn.Module.__setattr__ costs microseconds a call, noticeable on small solves.)
@@ -142,30 +144,30 @@ class BlockCore(torch.nn.Module):
         if self.training and policy.sampler is not None and not policy.is_fixed:
             ends = policy.ends(t, _batch_for(policy, x))
         if repeats is not None:
-            out = [self._solve_members(members, stats, y0, t, ends) for y0 in repeats]
+            out = [self._solve_members(members, handles, stats, y0, t, ends) for y0 in repeats]
         elif ends is None and len(members) == 1:  # the common case, without the general loop's cost
-            out = self._solve_member(members[0], stats, x, t, None)
+            out = self._solve_member(handles[0], stats, x, t, None)
         else:
-            out = self._solve_members(members, stats, x, t, ends)
+            out = self._solve_members(members, handles, stats, x, t, ends)
         self.__dict__.update(
             iteration=self.iteration + 1 if self.training else self.iteration,
             last_t=t if ends is None else ends,
-            last_method=self._picked(members[0]) if len(members) == 1 else [self._picked(m) for m in members],
+            last_method=self._picked(handles[0]) if len(handles) == 1 else [self._picked(h) for h in handles],
             stats=stats,
         )
         return out
 
-    def _solve_members(self, members: list[Member], stats: StepStats | None, x: Any, t: torch.Tensor,
-                       ends: torch.Tensor | None) -> Any:
+    def _solve_members(self, members: list[Member], handles: list[Any], stats: StepStats | None, x: Any,
+                       t: torch.Tensor, ends: torch.Tensor | None) -> Any:
         """The states at every time of ``t``: one member's solve(s), or the weighted mean over several."""
         solve = self._solve_member
         outputs = []
-        for member in members:
+        for handle in handles:
             if ends is None:
-                outputs.append(solve(member, stats, x, t, None))
+                outputs.append(solve(handle, stats, x, t, None))
             else:
                 outputs.append(solve_segments(
-                    lambda y0, grid, time_map, member=member: solve(member, stats, y0, grid, time_map), x, t, ends))
+                    lambda y0, grid, time_map, handle=handle: solve(handle, stats, y0, grid, time_map), x, t, ends))
         if len(outputs) == 1:
             return outputs[0]
         return _weighted_mean(outputs, [m.weight for m in members])
@@ -174,14 +176,15 @@ class BlockCore(torch.nn.Module):
     def _new_stats(self) -> StepStats:
         raise NotImplementedError
 
-    def _prepare(self, members: list[Member], x: Any) -> None:
-        """Checks of a call's members against its input, before any solve (default: none)."""
+    def _prepare(self, members: list[Member], x: Any) -> list[Any]:
+        """One handle per member, after checks of the members against the input (default: the members)."""
+        return members
 
-    def _solve_member(self, member: Member, stats: StepStats | None, y0: Any, grid: torch.Tensor,
+    def _solve_member(self, handle: Any, stats: StepStats | None, y0: Any, grid: torch.Tensor,
                       time_map: TimeMap | None) -> Any:
         raise NotImplementedError
 
-    def _picked(self, member: Member) -> tuple[str, dict]:
+    def _picked(self, handle: Any) -> tuple[str, dict]:
         raise NotImplementedError
 
 

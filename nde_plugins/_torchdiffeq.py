@@ -405,8 +405,7 @@ def describe(method: str, options: Mapping[str, Any]) -> Description:
         if family is None:
             tableau, params = entry.entry, _NO_PARAMS
         else:
-            params = family.resolve({k: v for k, v in options.items() if k in family.params})
-            tableau = family.member(params)
+            tableau, params = family.member_with_params({k: v for k, v in options.items() if k in family.params})
         if tableau.b_hat is None or "step_size" in options or "grid_constructor" in options:
             plan = SolverPlan(method, "fixed", tableau.c, tableau.b, tableau.b_hat)
             return Description(True, False, tableau.order, accepted, family, params, plan)

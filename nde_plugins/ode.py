@@ -295,20 +295,19 @@ class ODEBlock(BlockCore):
     def _new_stats(self) -> StepStats:
         return StepStats(self.plan, rtol=_scalar(self.rtol), atol=_scalar(self.atol))
 
-    def _prepare(self, members: list[Member], x: Any) -> None:
-        for member in members:
-            solver = self._base if member is self._base_member else self._solver(member)
+    def _prepare(self, members: list[Member], x: Any) -> list[_Solver]:
+        solvers = [self._base if member is self._base_member else self._solver(member) for member in members]
+        for solver in solvers:
             if solver.plan.mode == "adaptive":
                 check_adaptive_dtype(x, solver.name)
+        return solvers
 
-    def _picked(self, member: Member) -> tuple[str, dict]:
-        solver = self._base if member is self._base_member else self._solver(member)
+    def _picked(self, solver: _Solver) -> tuple[str, dict]:
         return solver.name, solver.params
 
-    def _solve_member(self, member: Member, stats: StepStats | None, y0: Any, grid: torch.Tensor,
+    def _solve_member(self, solver: _Solver, stats: StepStats | None, y0: Any, grid: torch.Tensor,
                       time_map: TimeMap | None) -> Any:
-        """One solve of a forward call with ``member``, recorded into ``stats``."""
-        solver = self._base if member is self._base_member else self._solver(member)
+        """One solve of a forward call with ``solver`` (a member's), recorded into ``stats``."""
         # torchdiffeq copies the options it is given, so the solver's own dict is passed as it is.
         field = base_field = self.field
         opts = solver.options

@@ -159,6 +159,10 @@ class TableauFamily:
 
     def member(self, params: Mapping[str, Any] | None = None) -> Tableau:
         """The validated tableau for ``params`` (defaults for the rest), from the cache when recent."""
+        return self.member_with_params(params)[0]
+
+    def member_with_params(self, params: Mapping[str, Any] | None = None) -> tuple[Tableau, dict[str, float]]:
+        """``(member(params), resolve(params))`` with one validation: what a solver resolution needs both of."""
         if isinstance(params, Mapping) and len(params) == len(self.params) and all(
             type(params.get(p)) is float for p in self.params
         ):
@@ -170,14 +174,14 @@ class TableauFamily:
                 cached = self._cache.get(key)
                 if cached is not None:
                     self._cache.move_to_end(key)
-                    return cached
+                    return cached, dict(zip(self.params, key))
         values = self.resolve({} if params is None else params)
         key = tuple(values[p] for p in self.params)
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
-                return cached
+                return cached, values
         # Built outside the lock: building checks the order conditions, and other threads asking
         # for cached members should not wait for it.
         built = _build_member(self, key)
@@ -188,7 +192,7 @@ class TableauFamily:
             self._cache.move_to_end(key)
             while len(self._cache) > MEMBER_CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return cached
+        return cached, values
 
     def __call__(self, **params: Any) -> Tableau:
         return self.member(params)
