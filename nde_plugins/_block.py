@@ -21,6 +21,8 @@ resolves each member once.
 from __future__ import annotations
 
 import contextlib
+import functools
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +33,27 @@ from .contract import BaseSolver, Member
 from .policies import CallPolicy, TimeMap, solve_segments
 from .specs import parse_method_spec
 from .stats import StepStats
+
+
+def _compile_boundary(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function``, run eagerly under ``torch.compile`` (``torch._dynamo.disable``).
+
+    Importing dynamo costs about a second, so it is not imported here: ``torch.compile`` imports
+    it before it traces anything, and the disabled twin is made on the first call after that.
+    """
+    eager: list[Callable[..., Any]] = []
+
+    @functools.wraps(function)
+    def boundary(*args: Any, **kwargs: Any) -> Any:
+        dynamo = sys.modules.get("torch._dynamo")
+        if dynamo is None:
+            return function(*args, **kwargs)
+        if not eager:
+            eager.append(dynamo.disable(function))
+        return eager[0](*args, **kwargs)
+
+    return boundary
+
 
 #: ``solve(handle, stats, y0, grid, time_map)``: one solve of a call, returning the states at ``grid``.
 MemberSolve = Callable[[Any, StepStats | None, Any, torch.Tensor, TimeMap | None], Any]
@@ -126,6 +149,11 @@ class BlockCore(torch.nn.Module):
         return weighted_regularization(self.regularizers, self.stats, self.epoch)
 
     # -- one forward call ----------------------------------------------------------------------------
+    # A compile boundary: torch.compile of a model holding a block compiles what surrounds the block
+    # and runs the call itself eagerly. torchdiffeq's input handling (torch.unique of the time grid,
+    # data-dependent loops of adaptive stepping) cannot be traced, and the observation hooks are
+    # Python by design. The field is then also called eagerly, inside the solve.
+    @_compile_boundary
     def _call(self, x: Any, t: torch.Tensor, field: Any, repeats: list[Any] | None = None) -> Any:
         """Run one forward call from ``x`` on grid ``t``: members, end time, solves, mean, statistics, state.
 
