@@ -35,8 +35,14 @@ from .specs import parse_method_spec
 from .stats import StepStats
 
 
-def _compile_boundary(function: Callable[..., Any]) -> Callable[..., Any]:
+def compile_boundary(function: Callable[..., Any]) -> Callable[..., Any]:
     """``function``, run eagerly under ``torch.compile`` (``torch._dynamo.disable``).
+
+    A block's ``forward`` is one: ``torch.compile`` of a model holding a block compiles what
+    surrounds the block and runs the block eagerly. torchdiffeq's input handling (``torch.unique``
+    of the time grid, the data-dependent loop of adaptive stepping) cannot be traced, the
+    observation hooks are Python by design, and tracing the block's checks only warns; the field
+    is then called eagerly too, inside the solve.
 
     Importing dynamo costs about a second, so it is not imported here: ``torch.compile`` imports
     it before it traces anything, and the disabled twin is made on the first call after that.
@@ -149,11 +155,6 @@ class BlockCore(torch.nn.Module):
         return weighted_regularization(self.regularizers, self.stats, self.epoch)
 
     # -- one forward call ----------------------------------------------------------------------------
-    # A compile boundary: torch.compile of a model holding a block compiles what surrounds the block
-    # and runs the call itself eagerly. torchdiffeq's input handling (torch.unique of the time grid,
-    # data-dependent loops of adaptive stepping) cannot be traced, and the observation hooks are
-    # Python by design. The field is then also called eagerly, inside the solve.
-    @_compile_boundary
     def _call(self, x: Any, t: torch.Tensor, field: Any, repeats: list[Any] | None = None) -> Any:
         """Run one forward call from ``x`` on grid ``t``: members, end time, solves, mean, statistics, state.
 
@@ -233,4 +234,4 @@ def _batch_for(policy: CallPolicy, x: Any) -> int:
     return x.shape[0]
 
 
-__all__ = ["BlockCore", "SchedulesView"]
+__all__ = ["BlockCore", "SchedulesView", "compile_boundary"]

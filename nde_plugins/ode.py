@@ -11,7 +11,7 @@ import torch
 import torchdiffeq
 
 from . import _torchdiffeq
-from ._block import BlockCore, SchedulesView
+from ._block import BlockCore, SchedulesView, compile_boundary
 from ._checks import check_adaptive_dtype, check_state
 from ._regularization import check_supported
 from .contract import BaseSolver, Member
@@ -272,6 +272,7 @@ class ODEBlock(BlockCore):
             self._solvers.popitem(last=False)
         return solver
 
+    @compile_boundary
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Solve from ``z(t0) = x`` and record the call in ``stats``, ``last_t`` and ``last_method``.
 

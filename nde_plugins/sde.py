@@ -31,7 +31,7 @@ import torch
 import torchsde
 from torch.nn.modules import module as _module_impl  # the global hook tables (see _has_hooks)
 
-from ._block import BlockCore, SchedulesView
+from ._block import BlockCore, SchedulesView, compile_boundary
 from ._checks import (
     check_step,
     check_times,
@@ -483,6 +483,7 @@ class SDEBlock(BlockCore):
         bad = int(torch.isfinite(ys.flatten(1)).all(1).logical_not().nonzero()[0])
         return f"between t = {float(t[bad - 1]):.6g} and t = {float(t[bad]):.6g}"
 
+    @compile_boundary
     def forward(self, x: torch.Tensor, return_samples: bool = False) -> torch.Tensor:
         """Solve from ``h(t0) = x`` and record the call in ``stats``, ``last_t`` and ``last_method``.
 
