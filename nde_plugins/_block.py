@@ -161,6 +161,8 @@ class BlockCore(torch.nn.Module):
         ``repeats``: initial states solved one after the other into the same statistics instead of
         ``x`` (test-time noise chunks); the result is then the list of their outputs.
         """
+        if _is_empty(x):
+            return self._empty_call(x, t, repeats)
         members = self.policy.members(self.training, self.epoch, self.iteration, x, field) or self._base_members
         handles = self._prepare(members, x)
         # Drop the previous call's statistics first: they hold its graph, which must not live on
@@ -185,6 +187,23 @@ class BlockCore(torch.nn.Module):
             stats=stats,
         )
         return out
+
+    def _empty_call(self, x: Any, t: torch.Tensor, repeats: list[Any] | None) -> Any:
+        """A call on an empty batch: no solve, no draw; the states are the (empty) input at every time.
+
+        The statistics count nothing, and ``regularization()`` is 0 (a solve that evaluated nothing
+        has nothing to penalize); the schedule and the sampler are not asked, so the block's random
+        streams are where they were.
+        """
+        handles = self._prepare(self._base_members, x)
+        self.__dict__.update(
+            stats=self._new_stats() if self.record_stats else None,
+            iteration=self.iteration + 1 if self.training else self.iteration,
+            last_t=t,
+            last_method=self._picked(handles[0]),
+        )
+        states = _at_every_time(x, len(t))
+        return states if repeats is None else [_at_every_time(y0, len(t)) for y0 in repeats]
 
     def _solve_members(self, members: list[Member], handles: list[Any], stats: StepStats | None, x: Any,
                        t: torch.Tensor, ends: torch.Tensor | None) -> Any:
@@ -222,6 +241,20 @@ def _weighted_mean(outputs: list[Any], weights: list[float]) -> Any:
     if torch.is_tensor(outputs[0]):
         return sum(w * z for w, z in zip(weights, outputs))
     return tuple(sum(w * z[i] for w, z in zip(weights, outputs)) for i in range(len(outputs[0])))
+
+
+def _is_empty(x: Any) -> bool:
+    """Whether the state holds no value at all (a batch of size 0): a tensor, or every part of a tuple."""
+    if torch.is_tensor(x):
+        return x.numel() == 0
+    return all(part.numel() == 0 for part in x)
+
+
+def _at_every_time(x: Any, n: int) -> Any:
+    """``x`` repeated along a new first dimension of length ``n`` (tuples part by part)."""
+    if torch.is_tensor(x):
+        return x.unsqueeze(0).expand(n, *x.shape).clone()
+    return tuple(part.unsqueeze(0).expand(n, *part.shape).clone() for part in x)
 
 
 def _batch_for(policy: CallPolicy, x: Any) -> int:

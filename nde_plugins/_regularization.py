@@ -191,6 +191,8 @@ def weighted_regularization(regularizers: list[WeightedRegularizer], stats, epoc
     if stats is None:
         raise RuntimeError("regularization() reads the statistics of the last forward call; call the block first")
     total = torch.zeros(())
+    if stats.nfe_forward == 0:  # nothing was evaluated (an empty batch): there is nothing to penalize
+        return total
     for reg in regularizers:
         weight = reg.weight_at(epoch)
         if weight:

@@ -303,8 +303,8 @@ def check_regularizer_value(who: str, value: Any) -> torch.Tensor:
     if not value.is_floating_point():
         raise ContractError(f"{who} returned a {value.dtype} tensor; a regularizer returns a floating-point scalar")
     if not bool(torch.isfinite(value)):
-        raise ContractError(f"{who} returned {float(value)}; a regularizer's value must be finite (a NaN or inf "
-                            "would poison the loss): check the statistics it reads for empty or zero values")
+        raise ContractError(f"{who} returned {float(value.detach())}; a regularizer's value must be finite (a NaN "
+                            "or inf would poison the loss): check the statistics it reads for empty or zero values")
     return value if value.dim() == 0 else value.reshape(())
 
 
