@@ -4,6 +4,7 @@ import json
 import shlex
 
 import pytest
+import torch
 
 from nde_plugins.cli import main
 
@@ -215,3 +216,16 @@ def test_tableau_sweep_lists_the_members(capsys):
     assert out.startswith("rk4_uv: u from 0.1 to 0.4, 4 members (v=0.8)")
     assert [line.split()[0] for line in out.splitlines()[2:6]] == ["0.1", "0.2", "0.3", "0.4"]
     assert "every member has the same stability function R(z) = 1 + z + z^2/2 + z^3/6 + z^4/24" in out
+
+
+def test_train_sets_and_prints_the_thread_count(capsys):
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", "--task", "spheres", "--step-size", "0.5", "--iterations", "2", "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+        assert "2 thread(s)" in capsys.readouterr().out.splitlines()[0]
+        assert main(["train", "--task", "stiff", "--iterations", "2", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["threads"] == 1  # the default, stated in --help
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

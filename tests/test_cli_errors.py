@@ -335,3 +335,10 @@ def test_a_check_with_more_training_steps_than_a_task_can_hold_is_one_line(capsy
     assert main(["check", "--steps", "100000000"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "argument --steps" in err and "at most 10,000 fixed steps" in err
+
+
+@pytest.mark.parametrize("command", ["train", "check"])
+def test_a_thread_count_below_one_is_one_line(command, capsys):
+    assert main([command, "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --threads" in err and ">= 1" in err

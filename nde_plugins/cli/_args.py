@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .. import get_registry, get_tableau, parse_method_spec, resolve_method, torchdiffeq_method_names
 from ..plugins import KINDS
 from ._plugin_specs import read_end_time, read_regularizer, read_schedule
@@ -253,3 +255,22 @@ def compare_list(text: str) -> list[str]:
             raise argparse.ArgumentTypeError(f"variant {item!r} is listed twice")
         variants.append(item)
     return variants
+
+
+#: torch's intra-op threads per process for ``train`` and ``check``. The embedded models are small (a
+#: solve is hundreds of small kernels on tensors of a few thousand numbers): more threads mostly add
+#: synchronization, and on a machine where another process is busy every extra thread waits for a
+#: core (the digits run took 133 s instead of 7 s with torch's default on 2 busy cores).
+DEFAULT_THREADS = 1
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: torch's threads per process, set before training and printed in the run header."""
+    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, metavar="N",
+                        help=f"torch's threads per process (default {DEFAULT_THREADS}: the embedded models are "
+                             "small, and more threads mostly add synchronization); printed in the run header")
+
+
+def use_threads(args: argparse.Namespace) -> None:
+    """Set torch's thread count from ``--threads`` (every rank of a --nproc run sets its own)."""
+    torch.set_num_threads(args.threads)

@@ -33,7 +33,8 @@ def run_title(args: argparse.Namespace, given: dict[str, dict[str, Any]], end_ti
 def print_digits(args: argparse.Namespace, result: Any, given: dict[str, dict[str, Any]], end_time: EndTime) -> None:
     """The numbers of one digits run."""
     print(f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, regularizers: {_regularizers(given)}, "
-          f"end time: {describe_end_time(args.task, end_time)}, {args.epochs} epochs, seed {args.seed}")
+          f"end time: {describe_end_time(args.task, end_time)}, {args.epochs} epochs, seed {args.seed}, "
+          f"{args.threads} thread(s)")
     print(f"  train accuracy   {result.train_accuracy:.2f} %")
     print(f"  test accuracy    {result.test_accuracy:.2f} %")
     print(f"  prediction NFE   {result.nfe_predict}")
@@ -44,7 +45,7 @@ def print_digits(args: argparse.Namespace, result: Any, given: dict[str, dict[st
 def print_stiff(args: argparse.Namespace, result: Any, given: dict[str, dict[str, Any]], end_time: EndTime) -> None:
     """The numbers of one stiff run."""
     print(f"{stiff_header(args)}, regularizers: {_regularizers(given)}, end time: "
-          f"{describe_end_time(args.task, end_time)}, seed {args.seed}")
+          f"{describe_end_time(args.task, end_time)}, seed {args.seed}, {args.threads} thread(s)")
     print(f"  best test MAE    {result.best_test_mae:.4f} (iteration {result.best_iteration}; the paper's metric)")
     print(f"  best test MSE    {result.best_test_mse:.4f}")
     print(f"  final test MAE   {result.final_test_mae:.4f}")

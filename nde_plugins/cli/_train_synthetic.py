@@ -35,9 +35,9 @@ def train_synthetic(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size or 128, lr=args.lr)
     result = synthetic.train_synthetic(config, progress=False if args.json else None)
     how = "under step adaption" if schedule else f"at K = {config.steps} steps"
-    title = f"{args.task}, {args.method} {how}, seed {args.seed}"
+    title = f"{args.task}, {args.method} {how}, seed {args.seed}, {args.threads} thread(s)"
     if args.json:
-        json.dump(result.as_dict(), sys.stdout, indent=2)
+        json.dump({**result.as_dict(), "threads": args.threads}, sys.stdout, indent=2)
         print()
     else:
         print(title)

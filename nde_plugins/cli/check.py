@@ -8,7 +8,7 @@ from typing import Any
 
 from ..experiments.synthetic import ADAPTIVE_SCHEDULE
 from ..experiments.tasks import check_training_steps
-from ._args import method_spec, plot_path, positive_float, positive_int, seed
+from ._args import add_threads_argument, method_spec, plot_path, positive_float, positive_int, seed, use_threads
 from ._parser import command
 from ._usage import UsageError, check_block, write_figure
 
@@ -22,6 +22,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"argument --steps: {exc}") from None
     check_block("--method", method=args.method, options={"step_size": 1.0 / args.steps})
+    use_threads(args)
     schedule = ADAPTIVE_SCHEDULE if args.adapt else None
     if args.task == "digits":
         from ..experiments.digits import TrainConfig, fit_digits, load_digits_split
@@ -46,10 +47,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         history = result.step_history
     report = proper_ode_check(model, model.block, (x_test, y_test), threshold=args.threshold)
     if args.json:
-        print(json.dumps({**report.as_dict(), "task": args.task, "step_history": history}, indent=2))
+        print(json.dumps({**report.as_dict(), "task": args.task, "step_history": history, "threads": args.threads},
+                         indent=2))
     else:
-        print(f"{args.task}, trained with {args.method}" + (" under step adaption" if args.adapt else
-                                                             f" at K = {args.steps} steps") + f", seed {args.seed}")
+        how = "under step adaption" if args.adapt else f"at K = {args.steps} steps"
+        print(f"{args.task}, trained with {args.method} {how}, seed {args.seed}, {args.threads} thread(s)")
         print(report.table())
     if args.plot is not None:
         from ..plots import plot_check_report
@@ -75,5 +77,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--plot", type=plot_path, default=None, metavar="PATH",
                    help="write the accuracy-vs-test-solver figure (.png, .pdf or .svg; needs the plots extra)")
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)

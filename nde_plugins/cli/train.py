@@ -9,6 +9,7 @@ from typing import Any
 
 from ..experiments.synthetic import TASKS as SYNTHETIC_TASKS
 from ._args import (
+    add_threads_argument,
     compare_list,
     end_time_spec,
     method_spec,
@@ -19,6 +20,7 @@ from ._args import (
     schedule_spec,
     seed,
     stiffness_ratio,
+    use_threads,
 )
 from ._parser import command
 from ._plugin_specs import read_schedule
@@ -36,6 +38,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.method is None:
         args.method = "euler" if args.task in SYNTHETIC_TASKS else "dopri5"
     processes = check_processes(args)
+    use_threads(args)
     if args.task in SYNTHETIC_TASKS:
         return train_synthetic(args)
     from ..experiments.compare import COLUMNS, STIFF_COLUMNS, compare_configs, format_table
@@ -58,14 +61,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         base: Any = stiff.StiffConfig(stiffness_ratio=args.stiffness_ratio, variant=args.variant,
                                       iterations=args.iterations, **common)
         run, columns, printer = stiff.train_stiff, STIFF_COLUMNS, print_stiff
-        header = f"{stiff_header(args)}, {args.seeds} seeds (mean +- std)"
+        header = f"{stiff_header(args)}, {args.seeds} seeds (mean +- std), {args.threads} thread(s)"
     else:
         schedule = read_schedule(args.schedule) if args.schedule is not None else (None, {})
         base = digits.TrainConfig(epochs=args.epochs, step_size=args.step_size, schedule=schedule[0],
                                   schedule_options=schedule[1], **common)
         run, columns, printer = digits.train_digits, COLUMNS, print_digits
         header = f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs, " \
-                 f"{args.seeds} seeds (mean +- std)"
+                 f"{args.seeds} seeds (mean +- std), {args.threads} thread(s)"
     if processes is not None and torchrun_world() is None:
         # Looked up on the package when it runs, not bound here: nde_plugins.cli._launch is the name to
         # replace to keep torchrun from starting (the tests of --nproc do).
@@ -78,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if rank != 0:  # rank 0 reports for all: every rank holds the same numbers
             return 0
         if args.json:
-            document = result.as_dict()
+            document = {**result.as_dict(), "threads": args.threads}
             if backend is not None:
                 document["processes"] = {"world_size": processes, "backend": backend, "global_batch": args.batch_size,
                                          "batch_per_rank": args.batch_size // processes}
@@ -166,5 +169,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plot", type=plot_path, default=None, metavar="PATH",
                    help="write a figure (.png, .pdf or .svg; needs the plots extra): loss, accuracy and NFE per "
                         "iteration, or with --compare the table as bar charts (mean +- std over seeds)")
+    add_threads_argument(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
