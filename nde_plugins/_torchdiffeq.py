@@ -24,7 +24,6 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import torch
@@ -389,7 +388,6 @@ class Description(NamedTuple):
     plan: SolverPlan
 
 
-_NO_PARAMS: Mapping[str, float] = MappingProxyType({})
 
 
 def describe(method: str, options: Mapping[str, Any]) -> Description:
@@ -403,7 +401,7 @@ def describe(method: str, options: Mapping[str, Any]) -> Description:
         family, accepted = entry.family, entry.accepted
         _refuse_unread(method, options, accepted)
         if family is None:
-            tableau, params = entry.entry, _NO_PARAMS
+            tableau, params = entry.entry, {}
         else:
             tableau, params = family.member_with_params({k: v for k, v in options.items() if k in family.params})
         if tableau.b_hat is None or "step_size" in options or "grid_constructor" in options:
@@ -415,12 +413,12 @@ def describe(method: str, options: Mapping[str, Any]) -> Description:
     _refuse_unread(method, options, accepted)
     order = _BUILTIN_ORDERS.get(method)
     if isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver):
-        return Description(False, True, order, accepted, None, _NO_PARAMS, _adaptive_plan(method, entry.tableau))
+        return Description(False, True, order, accepted, None, {}, _adaptive_plan(method, entry.tableau))
     fixed = isinstance(entry, type) and issubclass(entry, FixedGridODESolver)
     equivalent = _fixed_grid_equivalents().get(method)
     plan = (SolverPlan(method, "other") if equivalent is None
             else SolverPlan(method, "fixed", equivalent.c, equivalent.b, None))
-    return Description(fixed, False, order, accepted, None, _NO_PARAMS, plan)
+    return Description(fixed, False, order, accepted, None, {}, plan)
 
 
 def _refuse_unread(method: str, options: Mapping[str, Any], accepted: frozenset[str]) -> None:

@@ -11,9 +11,8 @@ method table is consulted in one place (``_torchdiffeq.describe``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -26,6 +25,30 @@ from .stats import SolverPlan
 from .tableaux import Tableau, TableauFamily
 
 MethodLike = str | Tableau | TableauFamily
+
+
+class ReadOnlyOptions(Mapping[str, Any]):
+    """A solver's options, read-only (a resolved solver is a value) and, unlike a mappingproxy, picklable."""
+
+    __slots__ = ("_options",)
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self._options = dict(options)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._options[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._options)
+
+    def __len__(self) -> int:
+        return len(self._options)
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyOptions({self._options!r})"
+
+    def __reduce__(self) -> tuple:
+        return ReadOnlyOptions, (self._options,)
 
 
 @dataclass(frozen=True)
@@ -109,7 +132,7 @@ def with_options(solver: Solver, options: Mapping[str, Any]) -> Solver:
 
 
 def _solver(name: str, options: dict[str, Any]) -> Solver:
-    return Solver(name, MappingProxyType(options), _torchdiffeq.describe(name, options))
+    return Solver(name, ReadOnlyOptions(options), _torchdiffeq.describe(name, options))
 
 
 def resolve_method(method: MethodLike, options: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
