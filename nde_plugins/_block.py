@@ -152,7 +152,23 @@ class BlockCore(torch.nn.Module):
 
     def regularization(self) -> torch.Tensor:
         """sum_r weight_r(epoch) * r(stats) over the last forward call."""
+        if self.stats is None and self.__dict__.get("_copied_after_call"):
+            raise RuntimeError("regularization() reads the statistics of this block's last call, and this block is a "
+                               "copy (deepcopy, pickle, AveragedModel) that has not been called since: a copy holds "
+                               "the block, not the graph of the original's last call; call it first")
         return weighted_regularization(self.regularizers, self.stats, self.epoch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a deepcopy or a pickle keeps: the block, without its last call's statistics.
+
+        The statistics hold that call's graph (tensors that are not graph leaves cannot be copied, and
+        a copy should not keep the original's graph alive); a copy regularizes after its own call.
+        """
+        state = dict(self.__dict__)
+        if state.get("stats") is not None:
+            state["stats"] = None
+            state["_copied_after_call"] = True
+        return state
 
     # -- one forward call ----------------------------------------------------------------------------
     def _call(self, x: Any, t: torch.Tensor, field: Any, repeats: list[Any] | None = None) -> Any:
@@ -181,6 +197,7 @@ class BlockCore(torch.nn.Module):
         else:
             out = self._solve_members(members, handles, stats, x, t, ends)
         self.__dict__.update(
+            _copied_after_call=False,
             iteration=self.iteration + 1 if self.training else self.iteration,
             last_t=t if ends is None else ends,
             last_method=self._picked(handles[0]) if len(handles) == 1 else [self._picked(h) for h in handles],
@@ -197,6 +214,7 @@ class BlockCore(torch.nn.Module):
         """
         handles = self._prepare(self._base_members, x)
         self.__dict__.update(
+            _copied_after_call=False,
             stats=self._new_stats() if self.record_stats else None,
             iteration=self.iteration + 1 if self.training else self.iteration,
             last_t=t,

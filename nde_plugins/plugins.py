@@ -43,6 +43,7 @@ reader always sees a whole state. Loading and (un)registering are serialized by 
 
 from __future__ import annotations
 
+import copyreg
 import importlib
 import importlib.metadata
 import os
@@ -70,6 +71,7 @@ from ._plugin_rules import (
     check_plugin,
     refuse_hook_result,
 )
+from .tableaux import Tableau, TableauFamily
 
 ENTRY_POINT_GROUP = "nde_plugins"
 DISABLE_ENTRY_POINTS_ENV = "NDE_PLUGINS_DISABLE_ENTRY_POINTS"
@@ -491,6 +493,25 @@ def get_registry() -> Registry:
         if _registry is None:
             _registry = Registry(reserved=_reserved_names)
         return _registry
+
+
+def registered_tableau(name: str) -> Tableau | TableauFamily:
+    """The tableau or family registered as ``name`` (how a pickled registered family is loaded again)."""
+    return get_registry().get("tableau", name)
+
+
+def _reduce_family(family: TableauFamily) -> Any:
+    """Pickle and copy a registered family by its name: its domain rules and builder are often lambdas,
+    which pickle cannot store, and a family is a value that the loading process registers too. An
+    unregistered family is pickled as usual (it then needs picklable functions)."""
+    registry = _registry
+    reg = registry.find("tableau", family.name) if registry is not None and registry._loaded else None
+    if reg is not None and reg.obj is family:
+        return registered_tableau, (family.name,)
+    return family.__reduce_ex__(4)
+
+
+copyreg.pickle(TableauFamily, _reduce_family)
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> str:

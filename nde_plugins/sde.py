@@ -190,6 +190,10 @@ class _BlockSDE(torch.nn.Module):
         self._g_checked = False  # the diffusion's output shape, checked at the first call of a solve
         object.__setattr__(self, "_call_diffusion", diffusion)  # set per solve by use_time_map; not a submodule
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The recorder of the last solve holds its statistics and graph: a copy or a pickle drops it.
+        return {**self.__dict__, "recorder": None}
+
     def use_time_map(self, time_map: TimeMap | None) -> None:
         """Solve in s with real time start + s * span: the drift scaled by span, the noise by sqrt(span).
 

@@ -23,6 +23,7 @@ import re
 import shlex
 import subprocess
 import sys
+import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,11 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a block that writes a file writes it here
     registry = nde.get_registry()
     plugins_before = registry.plugin_names()
-    namespace: dict = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
+    # The page's code runs as a module of its own, as a reader's script would: classes it defines can be
+    # pickled (a whole-model torch.save) because the module is importable while it runs.
+    module = types.ModuleType(f"docs_{page.stem.replace('-', '_')}")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace: dict = module.__dict__
     for block in blocks(page):
         if block.lang != "python" or block.skip is not None:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from collections import OrderedDict
@@ -87,6 +88,14 @@ class TableauFamily:
         self.member({})
 
     # A lock cannot be copied or pickled; a copy starts with an empty cache and a lock of its own.
+    def __deepcopy__(self, memo: dict) -> TableauFamily:
+        # A deep copy is a new family with its own cache and lock (pickling a registered family goes
+        # by its name instead: see plugins._reduce_family).
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return clone
+
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_lock")}
 
