@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,6 +64,10 @@ def compile_boundary(function: Callable[..., Any]) -> Callable[..., Any]:
 
 #: ``solve(handle, stats, y0, grid, time_map)``: one solve of a call, returning the states at ``grid``.
 MemberSolve = Callable[[Any, StepStats | None, Any, torch.Tensor, TimeMap | None], Any]
+
+
+#: The layout of a block's saved training-time state (``get_extra_state``).
+_EXTRA_STATE_VERSION = 1
 
 
 class SchedulesView:
@@ -157,6 +162,61 @@ class BlockCore(torch.nn.Module):
                                "copy (deepcopy, pickle, AveragedModel) that has not been called since: a copy holds "
                                "the block, not the graph of the original's last call; call it first")
         return weighted_regularization(self.regularizers, self.stats, self.epoch)
+
+    # -- training-time state, saved with the weights ------------------------------------------------
+    def get_extra_state(self) -> dict[str, Any]:
+        """What a resumed run needs besides the weights (``state_dict()`` saves it as ``_extra_state``).
+
+        The epoch and iteration counters, the state of the block's own random streams (a seeded or
+        given generator: schedule draws, end times, SDE noise; under ``torch.distributed`` the
+        per-rank and synchronized streams once settled), and the schedule's ``state_dict()`` where
+        it has one (the adapted step or tolerance and their history). torch's global generator is
+        the caller's to save (``torch.get_rng_state``).
+        """
+        policy = self.policy
+        generators: dict[str, torch.Tensor] = {}
+        if policy._local is not None:
+            generators["local"] = policy._local.get_state()
+        for key, stream in zip(("rank", "synchronized"), policy._resolved or ()):
+            if stream is not None and stream is not policy._local:
+                generators[key] = stream.get_state()
+        schedule_state = getattr(policy.schedule, "state_dict", None)
+        return {"version": _EXTRA_STATE_VERSION, "epoch": self.epoch, "iteration": self.iteration,
+                "generators": generators, "schedule": schedule_state() if callable(schedule_state) else None}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``get_extra_state`` saved, so that training continues as if it had not stopped."""
+        if not isinstance(state, dict) or state.get("version") != _EXTRA_STATE_VERSION:
+            raise ValueError(f"{type(self).__name__}: the saved block state has version "
+                             f"{state.get('version') if isinstance(state, dict) else type(state).__name__}; "
+                             f"this nde_plugins reads version {_EXTRA_STATE_VERSION}")
+        policy = self.policy
+        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
+        generators = state["generators"]
+        if "local" in generators and policy._local is not None:
+            policy._local.set_state(generators["local"])
+        if "rank" in generators or "synchronized" in generators:
+            for key, stream in zip(("rank", "synchronized"), policy._streams()):
+                if key in generators and stream is not None and stream is not policy._local:
+                    stream.set_state(generators[key])
+        load = getattr(policy.schedule, "load_state_dict", None)
+        if state["schedule"] is not None and callable(load):
+            load(state["schedule"])
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # A state dict saved before blocks kept their training-time state has no _extra_state: it still
+        # loads (weights only; the counters, streams and adapted values start afresh), with one warning.
+        key = prefix + "_extra_state"
+        missing = key not in state_dict
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        missing_keys = args[2]
+        if missing and key in missing_keys:
+            missing_keys.remove(key)
+            where = prefix or "the top level"
+            warnings.warn(f"{type(self).__name__} at {where!r}: the state dict has no training-time state (saved "
+                          "before nde_plugins kept it); the weights are loaded, while the epoch and "
+                          "iteration counters, random streams and adapted step or tolerance start afresh",
+                          UserWarning, stacklevel=2)
 
     def __getstate__(self) -> dict[str, Any]:
         """What a deepcopy or a pickle keeps: the block, without its last call's statistics.

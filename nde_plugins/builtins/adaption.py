@@ -182,6 +182,16 @@ class StepAdaption:
             self.h = min(hairer_initial_step(state.field, state.x, self.base.order), self.base.span)
         return [self.member(self.h)]
 
+    def state_dict(self) -> dict[str, Any]:
+        """What training has adapted (saved with the block's ``state_dict``): h, its history, the checks."""
+        return {"h": self.h, "history": list(self.history), "checks": [dict(c) for c in self.checks],
+                "updates": self._updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict()``: the next update and call continue where the saved run stopped."""
+        self.h, self._updates = state["h"], int(state["updates"])
+        self.history, self.checks = list(state["history"]), [dict(c) for c in state["checks"]]
+
     def update(self, model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> None:
         """Tell the schedule about a training batch (after ``backward``); every ``k``-th call checks the step."""
         _check_labels(y)
@@ -251,6 +261,16 @@ class ToleranceAdaption:
     def members(self, state: CallState) -> list[Member]:
         """The base method at the current tolerance ``tol``, in training and evaluation alike."""
         return [self.member(self.tol)]
+
+    def state_dict(self) -> dict[str, Any]:
+        """What training has adapted (saved with the block's ``state_dict``): tol, its history, the checks."""
+        return {"tol": self.tol, "history": list(self.history), "checks": [dict(c) for c in self.checks],
+                "nfe": list(self._nfe), "updates": self._updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict()``."""
+        self.tol, self._updates, self._nfe = float(state["tol"]), int(state["updates"]), list(state["nfe"])
+        self.history, self.checks = list(state["history"]), [dict(c) for c in state["checks"]]
 
     def update(self, model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> None:
         """Tell the schedule about a training batch (after ``backward``); every ``k``-th call checks the tolerance."""

@@ -84,7 +84,25 @@ def _probabilities(name: str, probs: Any, n: int) -> list[float]:
     return values
 
 
-class Switching:
+class _PerEpochDraw:
+    """The member drawn for the current epoch (``per_epoch=True``), saved with the block's ``state_dict``."""
+
+    _drawn: tuple[int, Member] | None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch and member of the last draw, as plain values."""
+        if self._drawn is None:
+            return {"drawn": None}
+        epoch, member = self._drawn
+        return {"drawn": (epoch, member.method, dict(member.params))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict()``."""
+        drawn = state["drawn"]
+        self._drawn = None if drawn is None else (drawn[0], Member(drawn[1], dict(drawn[2])))
+
+
+class Switching(_PerEpochDraw):
     """Pick one member per training call (uniformly or with ``probs``); evaluation uses the base solver.
 
     One draw per block forward call, as the authors' code does; ``per_epoch=True`` keeps the draw
@@ -120,7 +138,7 @@ class Switching:
         return [self.choices[index]]
 
 
-class Smoothing:
+class Smoothing(_PerEpochDraw):
     """Sample the family parameters around the base values every training call; evaluation uses them unchanged.
 
     u ~ Normal(u0, sigma) or Cauchy(u0, sigma). As in the authors' code, a draw of the first
