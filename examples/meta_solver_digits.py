@@ -46,6 +46,7 @@ from nde_plugins.experiments.meta_solver import (
     paired_differences,
     robustness_over_u,
 )
+from nde_plugins.experiments.script import figure_file
 
 SCHEDULES = {
     "standard": {},
@@ -205,7 +206,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes, one thread each (default 2)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, 2 epochs")
     parser.add_argument("--no-ensemble", action="store_true", help="skip the ensemble-for-free evaluation")
-    parser.add_argument("--plot", metavar="PATH", help="save accuracy vs u of the standard models (needs matplotlib)")
+    parser.add_argument("--plot", metavar="PATH", type=figure_file,
+                        help="save accuracy vs u of the standard models (needs matplotlib)")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs = 2, 2

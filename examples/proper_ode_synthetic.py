@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 from nde_plugins.experiments.compare import format_rows
+from nde_plugins.experiments.script import figure_file, json_file
 from nde_plugins.experiments.synthetic import (
     DEFAULT_ITERATIONS,
     DEFAULT_LR,
@@ -265,8 +266,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes, one thread each (default 2)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: 1 seed, K in {set(QUICK_GRID)}, {QUICK_ITERATIONS} iterations")
-    parser.add_argument("--plot", metavar="PATH", help="save the Fig. 3 / Fig. 5 panels (needs matplotlib)")
-    parser.add_argument("--json", metavar="PATH", help="save every run's result as JSON")
+    parser.add_argument("--plot", metavar="PATH", type=figure_file,
+                        help="save the Fig. 3 / Fig. 5 panels (needs matplotlib)")
+    parser.add_argument("--json", metavar="PATH", type=json_file, help="save every run's result as JSON")
     args = parser.parse_args()
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(TASKS))

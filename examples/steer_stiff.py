@@ -33,6 +33,7 @@ from dataclasses import replace
 import torch
 
 from nde_plugins.experiments.compare import format_rows
+from nde_plugins.experiments.script import figure_file
 from nde_plugins.experiments.stiff import VARIANTS, StiffConfig, StiffResult, default_b, interval, train_stiff
 
 METHODS = {"standard": None, "STEER": "steer"}
@@ -172,7 +173,8 @@ def main() -> None:
     parser.add_argument("--sweep-variants", default="pairs_from_zero",
                         help=f"variants of the sweep, comma-separated among {', '.join(VARIANTS)}")
     parser.add_argument("--workers", type=int, default=2, help="processes, one thread each (default 2)")
-    parser.add_argument("--plot", default=None, metavar="PATH", help="save test MAE over iterations (matplotlib)")
+    parser.add_argument("--plot", default=None, metavar="PATH", type=figure_file,
+                        help="save test MAE over iterations (matplotlib)")
     args = parser.parse_args()
     if args.plot is not None:
         try:

@@ -217,3 +217,32 @@ def test_proper_ode_synthetic_figure(tmp_path):
     path = tmp_path / "synthetic.png"
     module.plot(results, ["spheres"], str(path))
     assert_png(path)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_every_example_checks_its_figure_path_before_any_run(name):
+    """A bad output path fails at once (one line, exit 2), not after a run of minutes."""
+    done = run_example(name, "--plot", "/no/such/dir/figure.png", timeout=60)
+    assert done.returncode == 2, (done.returncode, done.stderr[-500:])
+    last = done.stderr.strip().splitlines()[-1]
+    assert "the directory '/no/such/dir' of '/no/such/dir/figure.png' does not exist" in last
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("figure.jpg", "must end in .png, .pdf, .svg"),
+    ("a" * 300 + ".png", "file systems take at most 255"),
+    (".", "must end in"),
+])
+def test_the_output_path_rule_names_what_is_wrong(text, message):
+    import argparse
+
+    from nde_plugins.experiments.script import figure_file
+
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        figure_file(text)
+
+
+def test_the_synthetic_example_checks_its_json_path_before_any_run():
+    done = run_example("proper_ode_synthetic.py", "--json", "results.txt", timeout=60)
+    assert done.returncode == 2 and "argument --json: 'results.txt' must end in .json" in done.stderr

@@ -12,12 +12,12 @@ import difflib
 import importlib.util
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import get_registry, get_tableau, parse_method_spec, resolve_method, torchdiffeq_method_names
+from ..experiments.script import FIGURE_SUFFIXES, figure_file
 from ..plugins import KINDS
 from ._plugin_specs import read_end_time, read_regularizer, read_schedule
 from ._usage import VALUE_ERRORS, as_argument_type, one_line
@@ -27,7 +27,7 @@ MAX_SEED = 2**63 - 1
 #: `tableau --sweep` draws at most this many members: more curves overlap into an unreadable figure.
 MAX_SWEEP = 16
 #: Figure formats --plot writes (matplotlib picks the format from the suffix).
-PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+PLOT_SUFFIXES = FIGURE_SUFFIXES
 
 
 def _number(text: str) -> float:
@@ -158,15 +158,7 @@ def plot_path(text: str) -> str:
     """
     if importlib.util.find_spec("matplotlib") is None:
         raise argparse.ArgumentTypeError("plots need matplotlib: pip install 'nde_plugins[plots]'")
-    path = Path(text)
-    if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise argparse.ArgumentTypeError(f"{text!r} must end in {', '.join(PLOT_SUFFIXES)} (the suffix sets the "
-                                         "figure's format), e.g. figure.png")
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name such as {text}/figure.png")
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"the directory {str(path.parent)!r} of {text!r} does not exist; "
-                                         "create it first")
+    figure_file(text)  # the one rule for output paths (experiments.script), checked before any training
     return text
 
 
