@@ -229,3 +229,10 @@ def test_train_sets_and_prints_the_thread_count(capsys):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_digits_header_names_the_step_size_and_schedule_actually_used(capsys):
+    assert main(["train", "--epochs", "1", "--method", "rk2:u=0.5", "--step-size", "0.25", "--schedule",
+                 "smoothing"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "rk2:u=0.5 step 0.25, schedule smoothing" in first and "rtol" not in first

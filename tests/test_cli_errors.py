@@ -342,3 +342,13 @@ def test_a_thread_count_below_one_is_one_line(command, capsys):
     assert main([command, "--threads", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "argument --threads" in err and ">= 1" in err
+
+
+@pytest.mark.parametrize("argv, fix", [
+    (["train", "--method", "rk4"], "give --step-size"),
+    (["train", "--task", "stiff", "--method", "rk4"], "use an adaptive method such as dopri5"),
+])
+def test_a_fixed_grid_method_without_a_step_size_is_refused(argv, fix, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --method: rk4 runs on a fixed grid" in err and fix in err

@@ -16,6 +16,7 @@ from typing import Any
 from .. import get_registry
 from .._regularization import ExponentialAnnealing
 from ..experiments.tasks import DEFAULT_WEIGHTS, interval
+from ..solvers import resolve_solver
 from ._args import MAX_SEED
 from ._plugin_specs import read_end_time, read_regularizer, read_schedule, required_options
 from ._train_report import EndTime
@@ -155,6 +156,11 @@ def check_before_training(args: argparse.Namespace, runs: dict[str, dict[str, An
             check_block("--end-time" if args.end_time is not None else variant or "--end-time", **solver,
                         end_time=end_time, end_time_options=changes["end_time_options"])
     options = {"step_size": args.step_size} if args.step_size is not None else None
+    if args.step_size is None and resolve_solver(args.method).fixed_grid:
+        fix = ("the stiff task takes no --step-size: use an adaptive method such as dopri5" if args.task == "stiff"
+               else "give --step-size (e.g. --step-size 0.1)")
+        raise UsageError(f"argument --method: {args.method} runs on a fixed grid, and without a step size it would "
+                         f"take a single step over the whole interval; {fix}")
     check_block("--step-size", **solver, options=options)
     if args.schedule is not None:
         name, schedule_options = read_schedule(args.schedule)

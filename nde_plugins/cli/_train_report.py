@@ -16,6 +16,14 @@ def _regularizers(given: dict[str, dict[str, Any]]) -> str:
     return ", ".join(f"{k}={v['weight']!r}" for k, v in given.items()) or "none"
 
 
+def solver_text(args: argparse.Namespace) -> str:
+    """The solver a digits run used, as the header names it: the step size of a fixed grid or the
+    tolerances of an adaptive method, and the schedule when there is one."""
+    how = f"step {args.step_size:g}" if args.step_size is not None else f"rtol={args.rtol:g} atol={args.atol:g}"
+    schedule = f", schedule {args.schedule}" if getattr(args, "schedule", None) else ""
+    return f"{args.method} {how}{schedule}"
+
+
 def stiff_header(args: argparse.Namespace) -> str:
     """The stiff task's settings on one line (the start of every stiff title)."""
     return (f"stiff toy r={args.stiffness_ratio:g}, {args.variant}, {args.method} rtol={args.rtol:g} "
@@ -25,14 +33,14 @@ def stiff_header(args: argparse.Namespace) -> str:
 def run_title(args: argparse.Namespace, given: dict[str, dict[str, Any]], end_time: EndTime) -> str:
     """One line naming a single digits or stiff run (the figure's title)."""
     task = stiff_header(args) if args.task == "stiff" else \
-        f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs"
+        f"digits, {solver_text(args)}, {args.epochs} epochs"
     return (f"{task}, regularizers: {_regularizers(given)}, end time: {describe_end_time(args.task, end_time)}"
             + (", adjoint" if args.adjoint else "") + f", seed {args.seed}")
 
 
 def print_digits(args: argparse.Namespace, result: Any, given: dict[str, dict[str, Any]], end_time: EndTime) -> None:
     """The numbers of one digits run."""
-    print(f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, regularizers: {_regularizers(given)}, "
+    print(f"digits, {solver_text(args)}, regularizers: {_regularizers(given)}, "
           f"end time: {describe_end_time(args.task, end_time)}, {args.epochs} epochs, seed {args.seed}, "
           f"{args.threads} thread(s)")
     print(f"  train accuracy   {result.train_accuracy:.2f} %")

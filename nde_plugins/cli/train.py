@@ -25,7 +25,7 @@ from ._args import (
 from ._parser import command
 from ._plugin_specs import read_schedule
 from ._train_checks import check_before_training, check_train_arguments, given_end_time, given_regularizers, variants
-from ._train_report import plot_training, print_digits, print_ranks, print_stiff, run_title, stiff_header
+from ._train_report import plot_training, print_digits, print_ranks, print_stiff, run_title, solver_text, stiff_header
 from ._train_synthetic import train_synthetic
 from ._usage import UsageError, write_figure
 from .launch import BACKENDS, check_global_batch, check_processes, process_group, torchrun_world
@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         base = digits.TrainConfig(epochs=args.epochs, step_size=args.step_size, schedule=schedule[0],
                                   schedule_options=schedule[1], **common)
         run, columns, printer = digits.train_digits, COLUMNS, print_digits
-        header = f"digits, {args.method} rtol={args.rtol:g} atol={args.atol:g}, {args.epochs} epochs, " \
+        header = f"digits, {solver_text(args)}, {args.epochs} epochs, " \
                  f"{args.seeds} seeds (mean +- std), {args.threads} thread(s)"
     if processes is not None and torchrun_world() is None:
         # Looked up on the package when it runs, not bound here: nde_plugins.cli._launch is the name to
