@@ -148,6 +148,12 @@ class StepStats:
     # block around the call: reads of statistics it did not declare are refused by name.
     _reader: tuple[str, frozenset[str]] | None = field(default=None, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Deferred estimates are closures, which pickle cannot store: they are filled in first. (The
+        # records of a training call keep their graph; torch.save stores the values.)
+        self.steps  # noqa: B018 - runs the pending estimates
+        return {**self.__dict__, "_pending": [], "_reader": None}
+
     @property
     def steps(self) -> list[StepRecord]:
         """Every attempted step of the forward solve, accepted and rejected, in order.

@@ -112,3 +112,18 @@ def test_a_saved_model_with_a_registered_family_loads_in_a_fresh_interpreter(tmp
             "torch.testing.assert_close(d['model'](d['x']), d['expected'], rtol=0, atol=0); print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", BLOCKS)
+def test_the_statistics_of_a_call_save_and_load_with_their_numbers(name):
+    block = BLOCKS[name]()
+    block(torch.randn(4, 3))
+    buffer = io.BytesIO()
+    torch.save(block.stats, buffer)  # an SDE's deferred estimates are filled in first
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert loaded.summary() == block.stats.summary()
+    block.eval()
+    with torch.no_grad():
+        block(torch.randn(4, 3))
+    assert copy.deepcopy(block.stats).summary() == block.stats.summary()  # no graph: a deep copy works
