@@ -62,10 +62,6 @@ def compile_boundary(function: Callable[..., Any]) -> Callable[..., Any]:
     return boundary
 
 
-#: ``solve(handle, stats, y0, grid, time_map)``: one solve of a call, returning the states at ``grid``.
-MemberSolve = Callable[[Any, StepStats | None, Any, torch.Tensor, TimeMap | None], Any]
-
-
 #: The layout of a block's saved training-time state (``get_extra_state``).
 _EXTRA_STATE_VERSION = 1
 
@@ -298,9 +294,10 @@ class BlockCore(torch.nn.Module):
             return outputs[0]
         return _weighted_mean(outputs, [m.weight for m in members])
 
-    # -- what a block provides ---------------------------------------------------------------------
+    # -- what a block provides (ODEBlock and SDEBlock define all three; the core never runs alone) ----
     def _new_stats(self) -> StepStats:
-        raise NotImplementedError
+        """An empty ``StepStats`` for one call, with the block's statistics plan and tolerances."""
+        raise NotImplementedError(f"{type(self).__name__} must define _new_stats: a block core subclass provides it")
 
     def _prepare(self, members: list[Member], x: Any) -> list[Any]:
         """One handle per member, after checks of the members against the input (default: the members)."""
@@ -308,10 +305,12 @@ class BlockCore(torch.nn.Module):
 
     def _solve_member(self, handle: Any, stats: StepStats | None, y0: Any, grid: torch.Tensor,
                       time_map: TimeMap | None) -> Any:
-        raise NotImplementedError
+        """One solve with ``handle`` from ``y0`` over ``grid`` (in s along ``time_map``), recorded into ``stats``."""
+        raise NotImplementedError(f"{type(self).__name__} must define _solve_member: a block core subclass provides it")
 
     def _picked(self, handle: Any) -> tuple[str, dict]:
-        raise NotImplementedError
+        """``(method, family parameters)`` of a member's handle, as ``last_method`` shows it."""
+        raise NotImplementedError(f"{type(self).__name__} must define _picked: a block core subclass provides it")
 
 
 def _weighted_mean(outputs: list[Any], weights: list[float]) -> Any:

@@ -37,7 +37,10 @@ def object_label(kind: str, obj: Any) -> str:
 def split_plugin_arg(kind: str, value: str, options: Mapping[str, Any] | None, argument: str,
                      example: str) -> tuple[str, Callable[..., Any], dict[str, Any]]:
     """A name or spec as ``(name, registered factory, options)``: the spec's options merged with ``options``."""
-    name, from_spec = parse_spec(value, _LABELS.get(kind, kind), example)
+    try:
+        name, from_spec = parse_spec(value, _LABELS.get(kind, kind), example)
+    except ValueError as exc:  # name the argument the malformed spec was given as
+        raise ValueError(f"{argument}: {exc}") from None
     factory = get_registry().get(kind, name)
     merged = dict(options or {})
     for key, option in from_spec.items():
