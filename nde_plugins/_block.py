@@ -164,21 +164,16 @@ class BlockCore(torch.nn.Module):
         """What a resumed run needs besides the weights (``state_dict()`` saves it as ``_extra_state``).
 
         The epoch and iteration counters, the state of the block's own random streams (a seeded or
-        given generator: schedule draws, end times, SDE noise; under ``torch.distributed`` the
-        per-rank and synchronized streams once settled), and the schedule's ``state_dict()`` where
+        given generator: schedule draws, end times, SDE noise; under ``torch.distributed`` this
+        rank's own stream and the synchronized one, and ``distributed.gather_state_dict`` puts every
+        rank's into one checkpoint), and the schedule's ``state_dict()`` where
         it has one (the adapted step or tolerance and their history). torch's global generator is
         the caller's to save (``torch.get_rng_state``).
         """
         policy = self.policy
-        generators: dict[str, torch.Tensor] = {}
-        if policy._local is not None:
-            generators["local"] = policy._local.get_state()
-        for key, stream in zip(("rank", "synchronized"), policy._resolved or ()):
-            if stream is not None and stream is not policy._local:
-                generators[key] = stream.get_state()
         schedule_state = getattr(policy.schedule, "state_dict", None)
         return {"version": _EXTRA_STATE_VERSION, "epoch": self.epoch, "iteration": self.iteration,
-                "generators": generators, "schedule": schedule_state() if callable(schedule_state) else None}
+                "streams": policy.stream_state(), "schedule": schedule_state() if callable(schedule_state) else None}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what ``get_extra_state`` saved, so that training continues as if it had not stopped."""
@@ -188,13 +183,7 @@ class BlockCore(torch.nn.Module):
                              f"this nde_plugins reads version {_EXTRA_STATE_VERSION}")
         policy = self.policy
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
-        generators = state["generators"]
-        if "local" in generators and policy._local is not None:
-            policy._local.set_state(generators["local"])
-        if "rank" in generators or "synchronized" in generators:
-            for key, stream in zip(("rank", "synchronized"), policy._streams()):
-                if key in generators and stream is not None and stream is not policy._local:
-                    stream.set_state(generators[key])
+        policy.load_stream_state(state["streams"], type(self).__name__)
         load = getattr(policy.schedule, "load_state_dict", None)
         if state["schedule"] is not None and callable(load):
             load(state["schedule"])

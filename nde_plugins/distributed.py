@@ -29,6 +29,11 @@ The seeding rule (reproducible for a given world size W; rank r):
   calls ``torch.manual_seed(k)`` on every rank is reproducible and still draws per rank;
   synchronized draws need ``seed=``.
 
+Checkpoints: a block's ``state_dict()`` saves the streams of its own rank; ``gather_state_dict``
+(a collective) puts every rank's into one checkpoint, from which each rank resumes its own draws.
+Loading a checkpoint that lacks this rank's stream is refused; one from another world size
+restarts the per-rank streams by the rule above, with a warning.
+
 The streams are fixed the first time a block reads them (its first call with a schedule or an
 end-time sampler, its first SDE solve), so the process group must be initialized before that
 call, as ``DistributedDataParallel`` already requires; building the block earlier is fine.
@@ -193,5 +198,32 @@ def all_reduce_stats(stats: Any, regularization: torch.Tensor | float | None = N
     return all_reduce_counts(step_counts(stats, regularization))
 
 
+def gather_state_dict(module: torch.nn.Module) -> dict[str, Any]:
+    """``module.state_dict()`` with every rank's random streams in each block's state: a checkpoint to resume from.
+
+    A block's own ``state_dict()`` saves this rank's streams only, so a checkpoint written by one
+    rank could not resume the others' draws (loading it elsewhere is refused). Call this on every
+    rank (a collective; a rank that does not call it leaves the others waiting for the process
+    group's timeout), write the result from one rank, and ``load_state_dict`` it on every rank: each
+    takes its own stream. Without a process group it is ``module.state_dict()``.
+    """
+    state = module.state_dict()
+    if not is_distributed():
+        return state
+    # A block's training-time state is the dict its get_extra_state returns, with its streams under "streams".
+    mine = {key: value["streams"]["ranks"] for key, value in state.items()
+            if key.endswith("_extra_state") and isinstance(value, dict) and "streams" in value}
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, mine)
+    for rank, theirs in enumerate(gathered):
+        if set(theirs) != set(mine):
+            raise ValueError(f"gather_state_dict: rank {rank} holds blocks at {sorted(theirs)}, this rank at "
+                             f"{sorted(mine)}; every rank must pass the same model")
+    for key in mine:
+        ranks = {rank: stream for theirs in gathered for rank, stream in theirs[key].items()}
+        state[key] = {**state[key], "streams": {**state[key]["streams"], "ranks": ranks}}
+    return state
+
+
 __all__ = ["RankCounts", "all_ranks_mean", "all_ranks_sum", "all_reduce_counts", "all_reduce_stats",
-           "is_distributed", "rank_and_world", "rank_seed", "step_counts"]
+           "gather_state_dict", "is_distributed", "rank_and_world", "rank_seed", "step_counts"]

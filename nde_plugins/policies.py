@@ -32,6 +32,7 @@ end times with ``end_time_options={"synchronized": True}``). In one process they
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +180,74 @@ class CallPolicy:
                     self._resolved = (torch.Generator().manual_seed(rank_seed(seed, rank, world)),
                                       torch.Generator().manual_seed(seed))
         return self._resolved
+
+    # -- the streams' state in a checkpoint (the block's ``get_extra_state`` / ``set_extra_state``) ----
+    def stream_state(self) -> dict[str, Any]:
+        """This process's streams for a checkpoint: ``{"world_size", "ranks": {rank: state}, "synchronized"}``.
+
+        ``ranks`` holds this rank's own stream only (``distributed.gather_state_dict`` merges every
+        rank's into one checkpoint); ``synchronized`` the shared stream where it is a separate
+        generator. Draws nothing: a stream not settled yet is not saved, and a fresh block settles
+        it the same way. torch's global generator is never saved here.
+        """
+        rank, world = rank_and_world()
+        if self._resolved is not None:
+            own, shared = self._resolved
+        elif world == 1 or self._given is not None:
+            own, shared = self._local, None
+        else:
+            own = shared = None
+        state: dict[str, Any] = {"world_size": world, "ranks": {} if own is None else {rank: own.get_state()}}
+        if shared is not None and shared is not own:
+            state["synchronized"] = shared.get_state()
+        return state
+
+    def load_stream_state(self, state: Mapping[str, Any], owner: str) -> None:
+        """Continue the streams ``stream_state`` saved; this rank takes its own entry.
+
+        Raises ValueError when the checkpoint holds other ranks' streams but not this one's (a
+        checkpoint from one rank's plain ``state_dict()``: loading it on every rank would give every
+        rank that rank's draws), or a stream this block does not have. A different world size
+        cannot continue per-rank streams: they restart by the seeding rule, with a warning.
+        """
+        ranks = state.get("ranks", {})
+        if not ranks and "synchronized" not in state:
+            return
+        rank, world = rank_and_world()
+        saved_world = state.get("world_size", 1)
+        if saved_world != world:
+            warnings.warn(f"{owner}: the checkpoint's random streams were saved by a run on {saved_world} "
+                          f"process(es), this one has {world}: they restart by the seeding rule (see "
+                          "nde_plugins.distributed); the weights and the rest of the state are restored",
+                          UserWarning, stacklevel=4)
+            return
+        if rank not in ranks:
+            raise ValueError(
+                f"{owner}: the checkpoint holds the random stream(s) of rank(s) {sorted(ranks)} but not of "
+                f"this rank ({rank} of {world}); loading another rank's stream would repeat its draws here. "
+                "Save with nde_plugins.distributed.gather_state_dict(model) on every rank (one rank writes "
+                "the file), or save and load each rank's own state_dict()")
+        own = ranks[rank]
+        if world == 1:
+            if self._local is None:
+                raise ValueError(f"{owner}: the checkpoint holds the block's own random stream, but this block "
+                                 "draws from torch's global generator; build it with the same seed= or "
+                                 "generator= as the saved one")
+            self._local.set_state(own)
+            return
+        if self._given is not None:
+            self._given.set_state(own)
+            self._resolved = (self._given, None)
+            return
+        stream = torch.Generator()
+        stream.set_state(own)
+        shared = None
+        if "synchronized" in state:
+            shared = torch.Generator()
+            shared.set_state(state["synchronized"])
+        elif self._seed is not None:
+            shared = torch.Generator().manual_seed(self._seed)
+        self._resolved = (stream, shared)
 
     @property
     def active(self) -> bool:

@@ -215,6 +215,60 @@ def _streams(rank: int) -> dict:
     return {"derived": derived, "refusal": refusal, "mismatch": mismatch}
 
 
+RESUMED = ("ode_steer_per_rank", "ode_switching", "ode_switching_synchronized", "sde_dropout")
+
+
+def _resume(rank: int, out: Path) -> dict:
+    """Train 4 steps, or 2, checkpoint with gather_state_dict (rank 0 writes it), reload on every rank, train 2."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    x, y = _data()
+    x, y = x[rank * LOCAL:(rank + 1) * LOCAL], y[rank * LOCAL:(rank + 1) * LOCAL]
+    results: dict = {}
+    for name in RESUMED:
+        def fresh(name=name):
+            kind, options, _, _ = SCENARIOS[name]
+            field, head = _parts()
+            net = _Net(_block(kind, options, field, SEED, _diffusion(kind, options, field)), head)
+            return net, torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9)
+
+        def train(net, optimizer, steps):
+            model = DistributedDataParallel(net)
+            methods = []
+            for _ in range(steps):
+                optimizer.zero_grad(set_to_none=True)
+                _step(model, net, x, y)
+                methods.append(_method(net.block))
+                optimizer.step()
+            return methods
+
+        straight, straight_optimizer = fresh()
+        straight_methods = train(straight, straight_optimizer, 4)
+        first, first_optimizer = fresh()
+        methods = train(first, first_optimizer, 2)
+        checkpoint = {"model": nde.distributed.gather_state_dict(first), "optimizer": first_optimizer.state_dict()}
+        path = out / f"resume-{name}.pt"
+        if rank == 0:
+            torch.save(checkpoint, path)
+        torch.distributed.barrier()
+        saved = torch.load(path)
+        resumed, resumed_optimizer = fresh()
+        resumed.load_state_dict(saved["model"])
+        resumed_optimizer.load_state_dict(saved["optimizer"])
+        methods += train(resumed, resumed_optimizer, 2)
+        # A plain state_dict() holds this rank's stream only: rank 0's loaded on rank 1 is refused.
+        torch.save(first.state_dict(), out / f"plain-{name}-{rank}.pt")
+        torch.distributed.barrier()
+        try:
+            fresh()[0].load_state_dict(torch.load(out / f"plain-{name}-0.pt"))
+            refusal = ""
+        except ValueError as exc:
+            refusal = str(exc)
+        results[name] = {"equal": [torch.equal(a, b) for a, b in zip(straight.parameters(), resumed.parameters())],
+                         "methods": (straight_methods, methods), "refusal": refusal}
+    return results
+
+
 def _main() -> None:
     """Entry point of one rank: RANK and OUT (a fresh folder) come from the environment."""
     rank, out = int(os.environ["RANK"]), Path(os.environ["OUT"])
@@ -228,6 +282,7 @@ def _main() -> None:
             results["tolerance_adaption"] = _tolerance_adaption(rank)
             results["statistics"] = _statistics(rank)
             results["streams"] = _streams(rank)
+            results["resume"] = _resume(rank, out)
         torch.save(results, out / f"rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
@@ -364,6 +419,18 @@ def test_synchronized_draws_without_a_seed_and_mismatched_counts_are_refused_on_
     for r in range(WORLD):
         assert "need the block's seed=" in ranks[r]["streams"]["refusal"]
         assert "every rank must pass the same keys" in ranks[r]["streams"]["mismatch"]
+
+
+@pytest.mark.parametrize("name", RESUMED)
+def test_a_run_resumed_from_a_gathered_checkpoint_continues_every_rank_bit_for_bit(ranks, name):
+    for r in range(WORLD):
+        got = ranks[r]["resume"][name]
+        assert got["equal"] and all(got["equal"]), f"rank {r}"
+        assert got["methods"][0] == got["methods"][1]
+    if name == "ode_switching":  # the ranks drew differently before and after the checkpoint
+        assert ranks[0]["resume"][name]["methods"][0] != ranks[1]["resume"][name]["methods"][0]
+    assert ranks[0]["resume"][name]["refusal"] == ""
+    assert "but not of this rank (1 of 2)" in ranks[1]["resume"][name]["refusal"]
 
 
 # ------------------------------------------------------------------------------------------------

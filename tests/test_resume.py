@@ -97,3 +97,36 @@ def test_a_saved_block_state_of_another_version_is_refused():
     state["block._extra_state"] = {**state["block._extra_state"], "version": 99}
     with pytest.raises(ValueError, match="version 99; this nde_plugins reads version 1"):
         model.load_state_dict(state)
+
+
+def test_a_seeded_checkpoint_loaded_into_a_block_without_its_own_stream_is_refused():
+    model, _ = fresh("smoothing + steer")
+    train(model, torch.optim.SGD(model.parameters(), lr=0.0), 1)
+    torch.manual_seed(0)
+    unseeded = Model(lambda f: nde.ODEBlock(f, method="rk4_uv", options={"step_size": 0.25}, schedule="smoothing",
+                                            end_time="steer", regularizers={"kinetic_energy": 0.01}))
+    with pytest.raises(ValueError, match="draws from torch's global generator; build it with the same seed="):
+        unseeded.load_state_dict(model.state_dict())
+
+
+def test_a_checkpoint_of_another_rank_is_refused_and_of_another_world_size_restarts_the_streams():
+    # What a one-process run reads in a checkpoint written on rank 1 of 2, or on a run of 4 processes.
+    model, _ = fresh("seeded sde")
+    state = model.state_dict()
+    streams = state["block._extra_state"]["streams"]
+    other_rank = {**state, "block._extra_state": {**state["block._extra_state"],
+                                                  "streams": {**streams, "ranks": {1: streams["ranks"][0]}}}}
+    with pytest.raises(ValueError, match=r"rank\(s\) \[1\] but not of this rank \(0 of 1\).*gather_state_dict"):
+        model.load_state_dict(other_rank)
+    other_world = {**state, "block._extra_state": {**state["block._extra_state"],
+                                                   "streams": {**streams, "world_size": 4}}}
+    with pytest.warns(UserWarning, match="saved by a run on 4 process.*restart by the seeding rule"):
+        model.load_state_dict(other_world)
+
+
+def test_gather_state_dict_is_the_state_dict_in_one_process():
+    model, _ = fresh("seeded sde")
+    gathered, plain = nde.distributed.gather_state_dict(model), model.state_dict()
+    assert gathered.keys() == plain.keys()
+    assert torch.equal(gathered["block._extra_state"]["streams"]["ranks"][0],
+                       plain["block._extra_state"]["streams"]["ranks"][0])
