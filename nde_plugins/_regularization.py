@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ._checks import nonnegative_float, positive_float, positive_int
+from ._integrals import has_integrand
 from ._plugin_values import object_label, plugin_label, split_plugin_arg
 from .contract import REQUIRES, build_plugin, check_regularizer_value, check_requires
 
@@ -82,6 +83,11 @@ class WeightedRegularizer:
         """What the block records for it: the declared words, or every statistic when it declares none."""
         return ALL_STATISTICS if self.declared is None else self.declared
 
+    @property
+    def integrated(self) -> bool:
+        """Whether the regularizer has an ``integrand`` (it can be integrated under the adjoint)."""
+        return has_integrand(self.regularizer)
+
     def __call__(self, stats: Any) -> torch.Tensor:
         """The regularizer's value on ``stats``, checked; reads of undeclared statistics are refused by name."""
         declared = self.declared
@@ -146,20 +152,25 @@ def recorded(regularizers: Sequence[WeightedRegularizer]) -> frozenset[str]:
     return frozenset(needs)
 
 
-def check_supported(regularizers: list[WeightedRegularizer], plan, adjoint: bool,
-                    solvers_with_estimates: Callable[[], Sequence[str]]) -> None:
-    """Refuse, before any solve, a regularizer the solver or mode cannot serve.
+def check_supported(regularizers: list[WeightedRegularizer], plan, gradient: str,
+                    solvers_with_estimates: Callable[[], Sequence[str]], integrals: bool = True) -> None:
+    """Refuse, before any solve, a regularizer the solver or the gradient mode cannot serve.
 
     ``solvers_with_estimates()`` lists the methods to suggest; it is called only to word a refusal
     (scanning the registry costs more than the check, which runs for every new schedule member).
+    ``integrals``: whether the block integrates a regularizer's ``integrand`` under the adjoint.
     """
     for reg in regularizers:
         needs = reg.requires
-        if "graph" in needs and adjoint:
+        if gradient == "adjoint" and integrals and reg.integrated:
+            continue  # integrated alongside the adjoint solve: it reads no statistics
+        if "graph" in needs and gradient == "adjoint":
             raise ValueError(
-                f"{reg.label} differentiates the solver's internal estimates, but adjoint=True solves "
-                "forward without a graph and backpropagates a continuous adjoint that cannot see them; "
-                "use adjoint=False (backpropagation through the solver, the discrete adjoint)"
+                f"{reg.label} differentiates values inside the solver (stages, error or stiffness estimates), "
+                "but gradient='adjoint' solves forward without a graph and backpropagates a continuous adjoint "
+                "that cannot see them; use gradient='checkpoint' (the same gradients as 'backprop', with memory "
+                "growing like the square root of the steps) or gradient='backprop'"
+                + ("" if integrals else "; integral regularizers are integrated under the adjoint by ODEBlock only")
             )
         if "error_estimate" in needs and not plan.has_error_estimate:
             raise ValueError(
@@ -193,10 +204,13 @@ def weighted_regularization(regularizers: list[WeightedRegularizer], stats, epoc
     total = torch.zeros(())
     if stats.nfe_forward == 0:  # nothing was evaluated (an empty batch): there is nothing to penalize
         return total
-    for reg in regularizers:
+    for index, reg in enumerate(regularizers):
         weight = reg.weight_at(epoch)
         if weight:
-            total = total + weight * reg(stats)
+            # Under the adjoint an integral regularizer's value was integrated with the solve.
+            integral = stats.integrals.get(index)
+            value = reg(stats) if integral is None else check_regularizer_value(reg.label, integral)
+            total = total + weight * value
     return total
 
 

@@ -12,8 +12,15 @@ Names used, all present in torchdiffeq 0.2.4 and 0.2.5 (the tox matrix covers bo
 - ``misc._rms_norm`` / ``misc._mixed_norm``: the default norms, wrapped to record the error ratio.
 - ``solvers.FixedGridODESolver`` and ``misc.Perturb``: a fixed-grid solver implements only
   ``_step_func`` (one step of the tableau); the grid loop and interpolation are torchdiffeq's.
+- For ``gradient="checkpoint"`` (``solve_in_segments``): ``misc._check_inputs`` and
+  ``misc._flat_to_shape`` (odeint's own set-up), a solver's ``_before_integrate``,
+  ``_adaptive_step``, ``rk_state``, ``next_step_index`` / ``next_jump_index``, ``grid_constructor``,
+  ``_step_func``, ``_linear_interp`` / ``_cubic_hermite_interp``, ``rk_common._RungeKuttaState``
+  and ``interp._interp_evaluate``.
 
-No integration loop is written here.
+No step-size decision is made here. ``solve_in_segments`` re-drives ``integrate`` (torchdiffeq's
+few lines that call the solver's step and interpolate the outputs) so that the steps can be cut
+into segments; every step is the solver's own ``_adaptive_step`` or ``_step_func``.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import torch
-from torchdiffeq._impl.misc import Perturb, _mixed_norm, _null_callback, _rms_norm
-from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau
+from torchdiffeq._impl.interp import _interp_evaluate
+from torchdiffeq._impl.misc import Perturb, _check_inputs, _flat_to_shape, _mixed_norm, _null_callback, _rms_norm
+from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver, _ButcherTableau, _RungeKuttaState
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
 from ._checks import check_adaptive_dtype, check_field_output, check_state
@@ -407,13 +415,14 @@ def describe(method: str, options: Mapping[str, Any]) -> Description:
         if tableau.b_hat is None or "step_size" in options or "grid_constructor" in options:
             plan = SolverPlan(method, "fixed", tableau.c, tableau.b, tableau.b_hat)
             return Description(True, False, tableau.order, accepted, family, params, plan)
-        plan = _adaptive_plan(method, adaptive_solver_class(tableau).tableau)
+        solver_class = adaptive_solver_class(tableau)
+        plan = _adaptive_plan(method, solver_class.tableau, solver_class.mid)
         return Description(False, True, tableau.order, accepted, family, params, plan)
     accepted = _constructor_options(entry)
     _refuse_unread(method, options, accepted)
     order = _BUILTIN_ORDERS.get(method)
     if isinstance(entry, type) and issubclass(entry, RKAdaptiveStepsizeODESolver):
-        return Description(False, True, order, accepted, None, {}, _adaptive_plan(method, entry.tableau))
+        return Description(False, True, order, accepted, None, {}, _adaptive_plan(method, entry.tableau, entry.mid))
     fixed = isinstance(entry, type) and issubclass(entry, FixedGridODESolver)
     equivalent = _fixed_grid_equivalents().get(method)
     plan = (SolverPlan(method, "other") if equivalent is None
@@ -430,12 +439,13 @@ def _refuse_unread(method: str, options: Mapping[str, Any], accepted: frozenset[
         )
 
 
-def _adaptive_plan(method: str, bt: _ButcherTableau) -> SolverPlan:
-    """The statistics plan of an adaptive solver: its tableau as it runs (the FSAL stage included)."""
+def _adaptive_plan(method: str, bt: _ButcherTableau, mid: torch.Tensor) -> SolverPlan:
+    """The statistics plan of an adaptive solver: its tableau as it runs (the FSAL stage included) and
+    the midpoint weights of its dense output."""
     c = (0.0, *bt.alpha.tolist())
     b = tuple(bt.c_sol.tolist())
     b_hat = tuple(x - e for x, e in zip(b, bt.c_error.tolist()))
-    return SolverPlan(method, "adaptive", c, b, b_hat)
+    return SolverPlan(method, "adaptive", c, b, b_hat, mid=tuple(float(m) for m in mid.tolist()))
 
 
 @lru_cache(maxsize=64)
@@ -521,6 +531,130 @@ def diverged_error(exc: AssertionError, method: str, direction: float) -> Floati
 def default_norm(is_tuple: bool) -> Callable:
     """The norm torchdiffeq uses when none is given: RMS, or the max of RMS over a tuple's parts."""
     return _mixed_norm if is_tuple else _rms_norm
+
+
+# ----------------------------------------------------------------------------------------------
+# Solving in segments of steps (gradient="checkpoint")
+
+#: ``run_segment(segment, *tensors)`` calls ``segment(*tensors)`` and returns its result; a caller that
+#: checkpoints wraps the call (``torch.utils.checkpoint``), so that a segment's graph is recomputed
+#: in the backward pass instead of kept.
+RunSegment = Callable[..., Any]
+
+
+def segmentable(method: str, options: Mapping[str, Any]) -> bool:
+    """Whether ``solve_in_segments`` can drive ``method`` with ``options``: torchdiffeq's explicit RK
+    solvers (adaptive or on a fixed grid) and every registered tableau; not Adams or scipy."""
+    entry = install()[method]
+    if isinstance(entry, TableauSolver):
+        return True
+    return isinstance(entry, type) and issubclass(entry, (RKAdaptiveStepsizeODESolver, FixedGridODESolver)) \
+        and not _is_adams(entry)
+
+
+def _is_adams(solver_class: type) -> bool:
+    # torchdiffeq's Adams solvers subclass the fixed-grid solver but keep a history of past
+    # evaluations between steps, which a segment replayed alone would not have.
+    return solver_class.__name__.startswith("AdamsBashforth")
+
+
+def solve_in_segments(func: Callable, y0: Any, t: torch.Tensor, *, rtol: Any, atol: Any, method: str,
+                      options: Mapping[str, Any], segment_steps: Callable[[int], int],
+                      run_segment: RunSegment) -> Any:
+    """``torchdiffeq.odeint(func, y0, t, ...)``, with its steps run in segments through ``run_segment``.
+
+    Set-up, solver object, step sequence, interpolation and result are odeint's (the same values
+    bit for bit, and the same graph when ``run_segment`` just calls). ``segment_steps(k)`` is the
+    number of steps (attempts, accepted or rejected) of the k-th segment (k = 0, 1, ...). The
+    initial step selection of an adaptive solver runs before the first segment, outside them.
+    Each segment restores the solver's mutable indices first, so that running it again (a
+    checkpoint's recomputation) takes exactly the same steps.
+    """
+    shapes, func, y0, t, rtol, atol, method, options, _, _ = _check_inputs(
+        func, y0, t, rtol, atol, method, dict(options), None, install())
+    solver = install()[method](func=func, y0=y0, rtol=rtol, atol=atol, **options)
+    if isinstance(solver, RKAdaptiveStepsizeODESolver):
+        solution = _adaptive_in_segments(solver, t, segment_steps, run_segment)
+    elif isinstance(solver, FixedGridODESolver) and not _is_adams(type(solver)):
+        solution = _fixed_grid_in_segments(solver, t, segment_steps, run_segment)
+    else:
+        raise ValueError(f"method {method!r} cannot be solved in segments (gradient='checkpoint'): only explicit "
+                         "Runge-Kutta solvers, adaptive or on a fixed grid, replay their steps; use "
+                         "gradient='backprop' or 'adjoint' with it")
+    if shapes is not None:
+        solution = _flat_to_shape(solution, (len(t),), shapes)
+    return solution
+
+
+def _adaptive_in_segments(solver: RKAdaptiveStepsizeODESolver, t: torch.Tensor, segment_steps: Callable[[int], int],
+                          run_segment: RunSegment) -> torch.Tensor:
+    # AdaptiveStepsizeODESolver.integrate and RKAdaptiveStepsizeODESolver._advance, cut after every
+    # segment's steps; each output is interpolated in the segment of the step that reached it.
+    t = t.to(solver.dtype)
+    solver._before_integrate(t)
+    outputs = [solver.y0]
+    state = solver.rk_state
+    index, since_output, k = 1, 0, 0
+    while index < len(t):
+        start = (index, since_output, solver.next_step_index, solver.next_jump_index, state.t0, state.interp_coeff)
+        steps = segment_steps(k)
+
+        def segment(y, f, t1, dt, start=start, steps=steps):
+            index, since_output, solver.next_step_index, solver.next_jump_index, t0, coeff = start
+            rk = _RungeKuttaState(y, f, t0, t1, dt, coeff)
+            found, taken = [], 0
+            while index < len(t):
+                if t[index] > rk.t1:
+                    if taken == steps:
+                        break
+                    assert since_output < solver.max_num_steps, \
+                        f"max_num_steps exceeded ({since_output}>={solver.max_num_steps})"
+                    rk = solver._adaptive_step(rk)
+                    taken, since_output = taken + 1, since_output + 1
+                else:
+                    found.append(_interp_evaluate(rk.interp_coeff, rk.t0, rk.t1, t[index]))
+                    index, since_output = index + 1, 0
+            return rk, found, (index, since_output, solver.next_step_index, solver.next_jump_index)
+
+        state, found, (index, since_output, solver.next_step_index, solver.next_jump_index) = run_segment(
+            segment, state.y1, state.f1, state.t1, state.dt)
+        outputs += found
+        k += 1
+    return torch.stack(outputs)
+
+
+def _fixed_grid_in_segments(solver: FixedGridODESolver, t: torch.Tensor, segment_steps: Callable[[int], int],
+                            run_segment: RunSegment) -> torch.Tensor:
+    # FixedGridODESolver.integrate, cut after every segment's steps.
+    grid = solver.grid_constructor(solver.func, solver.y0, t)
+    assert grid[0] == t[0] and grid[-1] == t[-1]
+    outputs, y, index, step, k = [solver.y0], solver.y0, 1, 0, 0
+    while step < len(grid) - 1:
+        stop = min(step + segment_steps(k), len(grid) - 1)
+
+        def segment(y0, step=step, stop=stop, index=index):
+            found = []
+            for t0, t1 in zip(grid[step:stop], grid[step + 1:stop + 1]):
+                dt = t1 - t0
+                solver.func.callback_step(t0, y0, dt)
+                dy, f0 = solver._step_func(solver.func, t0, dt, t1, y0)
+                y1 = y0 + dy
+                while index < len(t) and t1 >= t[index]:
+                    if solver.interp == "linear":
+                        found.append(solver._linear_interp(t0, t1, y0, y1, t[index]))
+                    elif solver.interp == "cubic":
+                        f1 = solver.func(t1, y1)
+                        found.append(solver._cubic_hermite_interp(t0, y0, f0, t1, y1, f1, t[index]))
+                    else:
+                        raise ValueError(f"Unknown interpolation method {solver.interp}")
+                    index += 1
+                y0 = y1
+            return y0, found, index
+
+        y, found, index = run_segment(segment, y)
+        outputs += found
+        step, k = stop, k + 1
+    return torch.stack(outputs)
 
 
 def install() -> SolverTable:

@@ -13,8 +13,10 @@ import torchdiffeq
 from . import _torchdiffeq
 from ._block import BlockCore, SchedulesView, compile_boundary
 from ._checks import check_adaptive_dtype, check_state
-from ._regularization import check_supported
+from ._integrals import IntegralField, initial_state, state_norm
+from ._regularization import check_supported, recorded
 from .contract import BaseSolver, Member
+from .gradients import resolve_gradient, run_checkpointed, segment_lengths
 from .plugins import UnknownPluginNameError
 from .policies import TimeMap
 from .solvers import (
@@ -30,6 +32,8 @@ from .solvers import (
 from .specs import parse_method_spec
 from .stats import AdaptiveObservedField, ObservedField, SolverPlan, StepRecorder, StepStats
 
+_growing_segments = segment_lengths("odeint", None, "checkpoint")
+
 
 def odeint(
     func: Callable[..., Any],
@@ -43,14 +47,19 @@ def odeint(
     adjoint: bool = False,
     return_stats: bool = False,
     keep_stages: bool = False,
+    gradient: str | None = None,
+    checkpoint_steps: int | None = None,
     **kwargs: Any,
 ) -> Any:
     """Solve dy/dt = func(t, y) with torchdiffeq, with any registered or given method.
 
     Same semantics, arguments and return value as ``torchdiffeq.odeint`` (or
-    ``torchdiffeq.odeint_adjoint`` with ``adjoint=True``; then ``adjoint_*`` keyword arguments are
-    passed on). ``method`` is resolved by ``resolve_solver``; ``options`` holds torchdiffeq's solver
-    options and a family's parameters.
+    ``torchdiffeq.odeint_adjoint`` with ``gradient="adjoint"``, or its synonym ``adjoint=True``; then
+    ``adjoint_*`` keyword arguments are passed on). ``gradient="checkpoint"`` gives backprop's values
+    and gradients with the steps' graph recomputed segment by segment in the backward pass
+    (``checkpoint_steps`` steps per segment; default: growing, see ``gradients``). ``method`` is
+    resolved by ``resolve_solver``; ``options`` holds torchdiffeq's solver options and a family's
+    parameters.
 
     With ``return_stats=True`` the result is ``(solution, StepStats)``: evaluations, attempted
     steps, and per step the error ratio E_j (with its graph, under ``adjoint=False``). With
@@ -59,19 +68,31 @@ def odeint(
     """
     solver = resolve_solver(method, options)
     name, opts = solver.name, dict(solver.options)
+    mode = resolve_gradient("odeint", gradient, adjoint)
+    segments = segment_lengths("odeint", checkpoint_steps, mode)
+    check_gradient_mode(mode, name, opts, "odeint")
     t = check_solve_inputs(solver, t, rtol, atol)
     check_state(y0, f"method {name!r}")
     if solver.adaptive:
         check_adaptive_dtype(y0, name)
     if return_stats:
-        return _observed_solve(func, y0, t, name, opts, solver.plan, rtol, atol, adjoint, keep_stages, kwargs)
+        return _observed_solve(func, y0, t, name, opts, solver.plan, rtol, atol, mode, keep_stages, kwargs,
+                               segments=segments)
     if keep_stages:
         raise ValueError("keep_stages=True only applies with return_stats=True")
-    return _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs)
+    return _solve(func, y0, t, name, opts, rtol, atol, mode, kwargs, segments)
 
 
-def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_stages, kwargs, stats=None,
-                    observer=None, direction=None, **recording):
+def check_gradient_mode(gradient: str, method: str, options: Mapping[str, Any], owner: str) -> None:
+    """Refuse ``gradient="checkpoint"`` with a method whose steps cannot be replayed in segments."""
+    if gradient == "checkpoint" and not _torchdiffeq.segmentable(method, options):
+        raise ValueError(f"{owner}: method {method!r} cannot replay its steps in segments, which "
+                         "gradient='checkpoint' needs (only explicit Runge-Kutta methods, adaptive or on a fixed "
+                         "grid, can); use gradient='backprop' or 'adjoint' with it, or another method")
+
+
+def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, gradient, keep_stages, kwargs, stats=None,
+                    observer=None, direction=None, segments=None, **recording):
     """Solve while a ``StepRecorder`` watches; returns ``(solution, stats)``.
 
     ``observer``: a wrapper of ``func`` to reuse (a block keeps one per field), else one is made.
@@ -87,17 +108,20 @@ def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, adjoint, keep_sta
         rtol=_scalar(rtol),
         atol=_scalar(atol),
         stats=stats,
+        replays=gradient == "checkpoint",
+        end=float(t[-1]),
         **recording,
     )
     opts["norm"] = recorder.norm
-    if observer is None or adjoint:
-        # The adjoint's backward pass evaluates the field through this wrapper after the forward
-        # call has returned (counted as nfe_backward): it needs a wrapper of its own.
+    if observer is None or gradient != "backprop":
+        # The adjoint's backward solve and checkpoint's recomputed segments evaluate the field through
+        # this wrapper after the forward call has returned (nfe_backward, nfe_replay): it needs a
+        # wrapper of its own.
         observer = (AdaptiveObservedField if plan.mode == "adaptive" else ObservedField)(func)
-        solution = _solve(observer.observe(recorder), y0, t, name, opts, rtol, atol, adjoint, kwargs)
+        solution = _solve(observer.observe(recorder), y0, t, name, opts, rtol, atol, gradient, kwargs, segments)
     else:
         try:
-            solution = _solve(observer.observe(recorder), y0, t, name, opts, rtol, atol, adjoint, kwargs)
+            solution = _solve(observer.observe(recorder), y0, t, name, opts, rtol, atol, gradient, kwargs)
         finally:
             # A reused wrapper must not keep this solve's statistics (and their graph) alive.
             observer.observe(None)
@@ -114,10 +138,24 @@ def _scalar(tol: Any) -> Any:
     return float(tol) if not torch.is_tensor(tol) or tol.numel() == 1 else tol
 
 
-def _solve(func, y0, t, name, opts, rtol, atol, adjoint, kwargs):
+def _solve(func, y0, t, name, opts, rtol, atol, gradient, kwargs, segments=None):
+    adjoint = gradient == "adjoint"
     adjoint_kwargs = sorted(k for k in kwargs if k.startswith("adjoint_")) if kwargs else ()
     if adjoint_kwargs and not adjoint:
-        raise ValueError(f"{adjoint_kwargs} only apply with adjoint=True")
+        raise ValueError(f"{adjoint_kwargs} only apply with gradient='adjoint' (adjoint=True)")
+    if gradient == "checkpoint" and torch.is_grad_enabled():
+        if kwargs:
+            raise ValueError(f"{sorted(kwargs)} cannot be combined with gradient='checkpoint' (it replays "
+                             "torchdiffeq's steps without events); use gradient='backprop'")
+        try:
+            return _torchdiffeq.solve_in_segments(func, y0, t, rtol=rtol, atol=atol, method=name, options=opts,
+                                                  segment_steps=segments or _growing_segments,
+                                                  run_segment=run_checkpointed)
+        except AssertionError as exc:
+            error = _torchdiffeq.diverged_error(exc, name, direction=-1.0 if bool(t[1] < t[0]) else 1.0)
+            if error is None:
+                raise
+            raise error from exc
     if adjoint:
         if kwargs.get("adjoint_method") is not None:
             given = kwargs.get("adjoint_options")
@@ -151,7 +189,7 @@ class ODEBlock(BlockCore):
         rtol: relative tolerance of adaptive methods.
         atol: absolute tolerance of adaptive methods.
         options: torchdiffeq's solver options and a family's parameters (as for ``odeint``).
-        adjoint: solve with ``torchdiffeq.odeint_adjoint``.
+        adjoint: the older spelling of ``gradient="adjoint"``.
         regularizers: ``{name: weight}`` over registered step regularizers; a weight may be a
             schedule ``weight(epoch)`` such as ``ExponentialAnnealing(100, 10, 75)``, and
             ``{name: {"weight": w, **options}}`` passes options to the regularizer.
@@ -168,6 +206,12 @@ class ODEBlock(BlockCore):
             ``"output_ensemble"`` or a plugin's) choosing the solver of every call (see
             ``schedules``).
         schedule_options: the schedule's options.
+        gradient: how gradients are computed (see ``gradients``): ``"backprop"`` (default),
+            ``"adjoint"`` (``odeint_adjoint``; integral regularizers are integrated with the solve,
+            the others are refused) or ``"checkpoint"`` (backprop's values and gradients, the
+            steps' graph recomputed one segment at a time in the backward pass).
+        checkpoint_steps: steps per recomputed segment with ``gradient="checkpoint"``; default:
+            segments growing by one step, so memory grows like the square root of the steps.
 
     ``forward(x)`` returns ``z(t1)`` (with an end-time sampler in training: the state at the drawn
     end; with an output ensemble: the weighted mean over its members); ``.last_t`` holds the times
@@ -196,8 +240,12 @@ class ODEBlock(BlockCore):
         generator: torch.Generator | None = None,
         schedule: str | None = None,
         schedule_options: Mapping[str, Any] | None = None,
+        gradient: str | None = None,
+        checkpoint_steps: int | None = None,
     ) -> None:
         super().__init__()
+        self.gradient = resolve_gradient("ODEBlock", gradient, adjoint)
+        self._segments = segment_lengths("ODEBlock", checkpoint_steps, self.gradient)
         self.field = field
         self.solver = resolve_solver(method, options)
         self.method_name, self.options = self.solver.name, dict(self.solver.options)
@@ -205,12 +253,18 @@ class ODEBlock(BlockCore):
         self._method = method
         t = torch.as_tensor(t, dtype=torch.get_default_dtype())
         self.register_buffer("t", check_solve_inputs(self.solver, t, rtol, atol), persistent=False)
-        self.rtol, self.atol, self.adjoint = rtol, atol, adjoint
+        self.rtol, self.atol = rtol, atol
         # Every solve of a call runs the way t runs (drawn ends lie beyond their starts); kept with the
         # tensor it was read from, so an assigned or moved t is read again.
         self._direction = (self.t, -1.0 if bool(self.t[-1] < self.t[0]) else 1.0)
         self.return_all = return_all
         self._setup_regularizers(regularizers, record_stats)
+        # Under the adjoint, integral regularizers are integrated with the solve and read no statistics.
+        self._integrated = [i for i, reg in enumerate(self.regularizers) if reg.integrated] \
+            if self.gradient == "adjoint" else []
+        if self._integrated:
+            self._needs = recorded([reg for reg in self.regularizers if not reg.integrated])
+            self._vjp_inputs = "input_grad" in self._needs
         needs = self._needs
         # What the recorder forms and keeps: only what some regularizer reads.
         self._recording = {"stiffness": "stiffness" in needs, "store_stages": "stages" in needs,
@@ -263,7 +317,8 @@ class ODEBlock(BlockCore):
             resolved = resolve_solver(member.method, {**step_options, **member.params})
             check_solve_inputs(resolved, self.t, rtol, atol)
         name, opts, plan = resolved.name, dict(resolved.options), resolved.plan
-        check_supported(self.regularizers, plan, self.adjoint, _torchdiffeq.methods_with_error_estimate)
+        check_supported(self.regularizers, plan, self.gradient, _torchdiffeq.methods_with_error_estimate)
+        check_gradient_mode(self.gradient, name, opts, "ODEBlock")
         # Stage values are kept only when something reads them (they pin tensors in memory).
         keep = bool(self._needs & {"stages", "stiffness"}) or ("error_estimate" in self._needs and plan.mode == "fixed")
         solver = _Solver(name, opts, plan, keep, dict(member.params), rtol, atol, resolved)
@@ -317,7 +372,10 @@ class ODEBlock(BlockCore):
             if "step_size" in opts:
                 opts = {**opts, "step_size": time_map.step(opts["step_size"])}
         if stats is None:
-            return _solve(field, y0, grid, solver.name, opts, solver.rtol, solver.atol, self.adjoint, {})
+            return _solve(field, y0, grid, solver.name, opts, solver.rtol, solver.atol, self.gradient, {},
+                          self._segments)
+        if self._integrated:
+            return self._solve_with_integrals(field, solver, opts, stats, y0, grid, time_map)
         observer = None
         if time_map is None:
             wrapper = AdaptiveObservedField if solver.plan.mode == "adaptive" else ObservedField
@@ -325,10 +383,34 @@ class ODEBlock(BlockCore):
             if observer is None or observer._field is not base_field:  # new, or block.field was replaced
                 observer = self._observers[wrapper] = wrapper(base_field)
         ys, _ = _observed_solve(field, y0, grid, solver.name, opts, solver.plan, solver.rtol, solver.atol,
-                                self.adjoint, solver.keep_stages, {}, stats=stats, observer=observer,
+                                self.gradient, solver.keep_stages, {}, stats=stats, observer=observer,
                                 direction=self._direction_of(grid) if time_map is None else None,
-                                **self._recording)
+                                segments=self._segments, **self._recording)
         return ys
+
+    def _solve_with_integrals(self, field: Any, solver: _Solver, opts: dict, stats: StepStats, y0: Any,
+                              grid: torch.Tensor, time_map: TimeMap | None) -> torch.Tensor:
+        """An adjoint solve with the integral regularizers' integrands as extra state components."""
+        if not torch.is_tensor(y0):
+            raise ValueError("ODEBlock: integral regularizers under gradient='adjoint' need a tensor state, got a "
+                             "tuple; use gradient='checkpoint' or 'backprop' for tuple states")
+        regs = [self.regularizers[i] for i in self._integrated]
+        augmented = IntegralField(field, [reg.regularizer.integrand(y0) for reg in regs],
+                                  input_grad=any("input_grad" in reg.requires for reg in regs),
+                                  labels=[reg.label for reg in regs])
+        opts = {**opts, "norm": state_norm(opts.get("norm") or _torchdiffeq.default_norm(False))}
+        ys, _ = _observed_solve(augmented, initial_state(y0, len(regs)), grid, solver.name, opts, solver.plan,
+                                solver.rtol, solver.atol, "adjoint", False, {}, stats=stats,
+                                direction=self._direction_of(grid) if time_map is None else None)
+        for index, integral in zip(self._integrated, ys[1:]):
+            value = integral[-1].mean()
+            stats.integrals[index] = value if index not in stats.integrals else stats.integrals[index] + value
+        return ys[0]
+
+    @property
+    def adjoint(self) -> bool:
+        """Whether the block solves with ``odeint_adjoint`` (``gradient == "adjoint"``)."""
+        return self.gradient == "adjoint"
 
     def _direction_of(self, t: torch.Tensor) -> float:
         """-1.0 for decreasing times, 1.0 otherwise, kept for the last grid read."""
@@ -339,9 +421,9 @@ class ODEBlock(BlockCore):
         return direction
 
     def extra_repr(self) -> str:
-        """The method, tolerances, adjoint flag and weighted regularizers, as ``repr(block)`` shows them."""
+        """The method, tolerances, gradient mode and weighted regularizers, as ``repr(block)`` shows them."""
         regs = ", ".join(f"{r.name}={r.weight!r}" for r in self.regularizers)
-        return f"method={self.method_name!r}, rtol={self.rtol:g}, atol={self.atol:g}, adjoint={self.adjoint}" + (
+        return f"method={self.method_name!r}, rtol={self.rtol:g}, atol={self.atol:g}, gradient={self.gradient!r}" + (
             f", regularizers=({regs})" if regs else ""
         )
 

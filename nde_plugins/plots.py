@@ -378,8 +378,8 @@ def plot_training(log: Any, path: str, title: str, evaluations: Sequence[Mapping
 
     For a task without accuracy (the stiff toy) the middle panel shows the test MAE of
     ``evaluations`` (dicts with ``iteration`` and ``test_mae``, as ``StiffResult.history``).
-    The NFE panel shows the forward evaluations and, under the adjoint, the backward ones;
-    otherwise it says why there are none to show.
+    The NFE panel shows the forward evaluations and, under the adjoint, the backward ones (with
+    ``gradient="checkpoint"``: the recomputed segments'); otherwise it says why there are none.
     """
     plt = _pyplot()
     fig, (ax_loss, ax_mid, ax_nfe) = plt.subplots(1, 3, figsize=(15, 4.6))
@@ -405,8 +405,12 @@ def plot_training(log: Any, path: str, title: str, evaluations: Sequence[Mapping
         ax_mid.text(0.5, 0.5, "no accuracy recorded", ha="center", va="center", transform=ax_mid.transAxes)
     # Counts change in steps (the solver's step count): drawn as they are, a running mean would blur the jumps.
     _raw_and_smoothed(ax_nfe, log.nfe_forward, "C1", "forward", smooth=False)
+    replay = list(getattr(log, "nfe_replay", ()))
     if log.adjoint:
         _raw_and_smoothed(ax_nfe, log.nfe_backward, "C4", "backward (adjoint)", smooth=False)
+        ax_nfe.set_title("field evaluations per iteration")
+    elif getattr(log, "gradient", "backprop") == "checkpoint":
+        _raw_and_smoothed(ax_nfe, replay, "C4", "backward (recomputed segments)", smooth=False)
         ax_nfe.set_title("field evaluations per iteration")
     else:
         ax_nfe.set_title("field evaluations per iteration (forward)")
@@ -414,7 +418,7 @@ def plot_training(log: Any, path: str, title: str, evaluations: Sequence[Mapping
                                 "no field evaluations to count (the adjoint would make them)",
                     transform=ax_nfe.transAxes, fontsize=8, va="bottom", color="dimgray")
     # Room above the curves for the legend.
-    ax_nfe.set_ylim(0, 1.25 * max([*log.nfe_forward, *log.nfe_backward, 1]))
+    ax_nfe.set_ylim(0, 1.25 * max([*log.nfe_forward, *log.nfe_backward, *replay, 1]))
     ax_nfe.set_ylabel("NFE")
     for ax in (ax_loss, ax_mid, ax_nfe):
         ax.set_xlabel("iteration")

@@ -42,6 +42,7 @@ from ._checks import (
 from ._plugin_values import plugin_from
 from ._regularization import check_supported
 from .contract import BaseSolver, ContractError, Member, check_diffusion_output
+from .gradients import resolve_gradient
 from .policies import TimeMap
 from .stats import SolverPlan, Stage, StepRecord, StepStats, rms
 
@@ -63,8 +64,8 @@ def _check_method(method: str, adjoint: bool) -> None:
                          f"{sorted(ITO_DIAGONAL_METHODS)}")
     if adjoint and not ITO_DIAGONAL_METHODS[method]:
         usable = sorted(m for m, ok in ITO_DIAGONAL_METHODS.items() if ok)
-        raise ValueError(f"torchsde method {method!r} cannot be used with adjoint=True; use one of {usable}, "
-                         "or adjoint=False")
+        raise ValueError(f"torchsde method {method!r} cannot be used with gradient='adjoint' (adjoint=True); use one "
+                         f"of {usable}, or gradient='backprop'")
 
 
 class _SDERecorder:
@@ -283,7 +284,7 @@ class SDEBlock(BlockCore):
         rtol: torchsde's relative tolerance for adaptive stepping.
         atol: torchsde's absolute tolerance for adaptive stepping.
         dt_min: the smallest step adaptive stepping may take.
-        adjoint: use ``torchsde.sdeint_adjoint``.
+        adjoint: the older spelling of ``gradient="adjoint"``.
         test_time_noise: in eval mode, average ``samples`` noisy solves (seed 000's TTN) instead of
             solving with the noise off. The samples are solved as one batch of up to
             ``samples_per_solve`` copies of the input at a time, which bounds the memory.
@@ -301,6 +302,9 @@ class SDEBlock(BlockCore):
         regularizers: as for ``ODEBlock``; step statistics need ``method="euler"``.
         return_all: return the states at all times of ``t``.
         record_stats: set False to solve without observation (``stats`` is then None).
+        gradient: ``"backprop"`` (default) or ``"adjoint"`` (``torchsde.sdeint_adjoint``; regularizers
+            that read the solve are refused). ``"checkpoint"`` is ``ODEBlock``'s only: torchsde's
+            solvers offer no step to replay.
 
     ``forward(x)`` returns h(t1) (training: one noisy solve; eval: the noise-off solve or the TTN
     mean; ``return_samples=True`` gives the TTN samples stacked first). ``.stats`` and
@@ -336,8 +340,11 @@ class SDEBlock(BlockCore):
         regularizers: Mapping[str, Any] | None = None,
         return_all: bool = False,
         record_stats: bool = True,
+        gradient: str | None = None,
     ) -> None:
         super().__init__()
+        self.gradient = resolve_gradient("SDEBlock", gradient, adjoint, allowed=("backprop", "adjoint"))
+        adjoint = self.gradient == "adjoint"
         _check_method(method, adjoint)
         self._diffusion_label, diffusion = plugin_from(
             "diffusion", diffusion, diffusion_options, "SDEBlock", "diffusion", "dropout:p=0.9",
@@ -368,7 +375,7 @@ class SDEBlock(BlockCore):
         self.test_time_noise, self.samples, self.return_all = test_time_noise, samples, return_all
         self._setup_regularizers(regularizers, record_stats)
         self.plan = self._plan(method)
-        check_supported(self.regularizers, self.plan, adjoint, lambda: STEP_STATISTICS_METHODS)
+        check_supported(self.regularizers, self.plan, self.gradient, lambda: STEP_STATISTICS_METHODS, integrals=False)
         # One generator for the Brownian paths, the end-time draws and the schedule's draws. A
         # schedule's members are torchsde methods (SDEs have no parameterized families here).
         base = BaseSolver(method, None, {}, self._check_member, view=SchedulesView(self))
@@ -392,7 +399,8 @@ class SDEBlock(BlockCore):
         if member.params:
             raise ValueError(f"torchsde's method {member.method!r} takes no parameters; got {dict(member.params)}")
         _check_method(member.method, self.adjoint)
-        check_supported(self.regularizers, self._plan(member.method), self.adjoint, lambda: STEP_STATISTICS_METHODS)
+        check_supported(self.regularizers, self._plan(member.method), self.gradient, lambda: STEP_STATISTICS_METHODS,
+                        integrals=False)
 
     def _sde_for(self, method: str) -> _BlockSDE:
         """The SDE object for ``method``: the block's own, or one of the other kind sharing its drift and diffusion."""

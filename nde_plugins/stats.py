@@ -70,6 +70,24 @@ class SolverPlan:
     # For SDE solves the estimates do not come from a tableau; these say what is recorded.
     error_estimate: bool | None = None
     stiffness_estimate: bool | None = None
+    # Adaptive solvers: the weights of y(t0 + h/2) in torchdiffeq's dense output (its ``mid``).
+    mid: tuple[float, ...] | None = None
+
+    def partial_weights(self, theta: float) -> tuple[float, ...]:
+        """Weights w_i with y(t0 + theta h) ~ y0 + h sum_i w_i k_i: ``b`` at theta = 1.
+
+        From torchdiffeq's dense output (a quartic through y0, y1, y(t0 + h/2), f0 and f1 = the last
+        stage), so a quadrature with them over the part of an overshooting last step inside the
+        interval has the dense output's order; without ``mid``, ``theta * b``.
+        """
+        if theta >= 1.0 or self.mid is None:
+            return tuple(theta * bi for bi in self.b)
+        t2, t3, t4 = theta ** 2, theta ** 3, theta ** 4
+        on_b, on_mid = -5 * t2 + 14 * t3 - 8 * t4, 16 * t2 - 32 * t3 + 16 * t4
+        weights = [bi * on_b + mi * on_mid for bi, mi in zip(self.b, self.mid)]
+        weights[0] += theta - 4 * t2 + 5 * t3 - 2 * t4
+        weights[-1] += t2 - 3 * t3 + 2 * t4
+        return tuple(weights)
 
     @property
     def stages(self) -> int:
@@ -118,7 +136,8 @@ class StepRecord:
     ``h`` is the step actually taken, in the caller's time direction (negative for decreasing t).
     ``error_ratio`` is E_j (a tensor with the solve's graph) where the solver has an error
     estimate; ``stiffness`` is S_j = ||f(Y_x) - f(Y_y)|| / ||Y_x - Y_y|| over the equal-c stage
-    pair, where there is one and stages were kept.
+    pair, where there is one and stages were kept; ``inside`` the share of the step before the
+    solve's end time.
     """
 
     t0: float
@@ -127,6 +146,9 @@ class StepRecord:
     error_ratio: torch.Tensor | None = None
     stiffness: torch.Tensor | None = None
     stages: list[Stage] | None = None
+    # The share of the step inside the solve's interval: below 1 for the last step of an adaptive
+    # solve, which usually overshoots the end (the end value is interpolated inside it).
+    inside: float = 1.0
 
 
 @dataclass
@@ -138,6 +160,7 @@ class StepStats:
     nfe_forward: int = 0
     nfe_backward: int = 0
     nfe_diffusion: int = 0  # SDE solves: diffusion evaluations (nfe_forward counts the drift)
+    nfe_replay: int = 0  # gradient="checkpoint": evaluations of segments recomputed in the backward pass
     rtol: float = 0.0
     atol: float = 0.0
     # Estimates that cost tensor work (the SDE ones) are filled in on first access, so a solve
@@ -147,6 +170,9 @@ class StepStats:
     # (label, declared requires) of the regularizer reading these statistics right now, set by the
     # block around the call: reads of statistics it did not declare are refused by name.
     _reader: tuple[str, frozenset[str]] | None = field(default=None, repr=False, compare=False)
+    # gradient="adjoint": integral regularizers integrated alongside the solve, by the index of the
+    # regularizer in its block (the batch mean of each integral, summed over the call's solves).
+    integrals: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
         # Deferred estimates are closures, which pickle cannot store: they are filled in first. (The
@@ -188,8 +214,8 @@ class StepStats:
     @property
     def nfe(self) -> int:
         """Vector-field (drift) evaluations of the forward and backward pass together
-        (``nfe_forward + nfe_backward``; SDE diffusion evaluations are ``nfe_diffusion``)."""
-        return self.nfe_forward + self.nfe_backward
+        (``nfe_forward + nfe_backward + nfe_replay``; SDE diffusion evaluations are ``nfe_diffusion``)."""
+        return self.nfe_forward + self.nfe_backward + self.nfe_replay
 
     def error_ratios(self) -> torch.Tensor:
         """E_j of the accepted steps that have one, as one tensor (empty if none)."""
@@ -230,6 +256,7 @@ class StepStats:
             "method": self.method,
             "nfe_forward": self.nfe_forward,
             "nfe_backward": self.nfe_backward,
+            **({"nfe_replay": self.nfe_replay} if self.nfe_replay else {}),
             **({"nfe_diffusion": self.nfe_diffusion} if self.plan.kind == "sde" else {}),
             "steps_accepted": self.steps_accepted,
             "steps_rejected": self.steps_rejected,
@@ -252,14 +279,17 @@ class StepRecorder:
     def __init__(
         self, plan: SolverPlan, *, keep_stages: bool, base_norm: Callable, direction: float,
         rtol: float, atol: float, stats: StepStats | None = None, stiffness: bool | None = None,
-        store_stages: bool | None = None, error_graph: bool = True,
+        store_stages: bool | None = None, error_graph: bool = True, replays: bool = False,
+        end: float | None = None,
     ) -> None:
         """``keep_stages``: watch the stage values of every step (the stiffness estimate and the
         error estimate of fixed-grid pairs are formed from them). ``store_stages``: also keep them
         in the step records (quadrature regularizers read them; default: ``keep_stages``).
         ``stiffness``: form S_j (default: ``keep_stages``). ``error_graph=False`` keeps E_j without
         its graph: nothing will differentiate it, and its graph would pin a batch-sized tensor per
-        step until the statistics are dropped.
+        step until the statistics are dropped. ``replays``: evaluations after the forward solve are
+        segments recomputed for ``gradient="checkpoint"`` (``nfe_replay``), not an adjoint solve.
+        ``end``: the solve's last time, for the share of an overshooting last step inside it.
         """
         # ``stats`` given: this solve is one part of a forward call and adds to its record.
         self.stats = stats if stats is not None else StepStats(plan, rtol=rtol, atol=atol)
@@ -269,6 +299,9 @@ class StepRecorder:
         # S_j costs tensor work per step: formed only when asked for (default: whenever stages are kept).
         self.want_stiffness = keep_stages if stiffness is None else stiffness
         self.error_graph = error_graph
+        self.replays = replays
+        # torchdiffeq steps in increasing time (it negates a decreasing grid): the end in its frame.
+        self._end = None if end is None else direction * end
         self.base_norm = base_norm
         self.direction = direction
         self.adaptive = plan.mode == "adaptive"
@@ -277,7 +310,7 @@ class StepRecorder:
         # when the final state is non-finite, to name the time it diverged (see ``check_finite``).
         self._finite_starts: list[torch.Tensor] = []
         # (record, f(Y_x) - f(Y_y), Y_x - Y_y) per step, turned into S_j in one stacked computation.
-        self._stiffness_queue: list[tuple[StepRecord, torch.Tensor, torch.Tensor]] = []
+        self._stiffness_queue: list[tuple[StepRecord, Stage, Stage]] = []
         self.backward = False
         self._window: list[Stage] | None = None  # evaluations of the step being attempted
         self._window_norm: torch.Tensor | None = None
@@ -293,7 +326,10 @@ class StepRecorder:
         """One evaluation of the field. (``ObservedField.forward`` counts the common case itself,
         a forward evaluation after the first with no stages kept, without calling this.)"""
         if self.backward:
-            self.stats.nfe_backward += 1
+            if self.replays:
+                self.stats.nfe_replay += 1
+            else:
+                self.stats.nfe_backward += 1
             return
         self.stats.nfe_forward += 1
         if not self._output_checked:  # the solve's first evaluation
@@ -333,8 +369,11 @@ class StepRecorder:
             # No finiteness check per step (a sync): a non-finite state stays non-finite, so the
             # final state tells, and these flags say where (``check_finite``). Adaptive solvers
             # need neither: torchdiffeq asserts a finite state before every step.
-            self._finite_starts.append(torch.isfinite(y0).all() if torch.is_tensor(y0)
-                                       else torch.stack([torch.isfinite(p).all() for p in y0]).all())
+            # Without a graph: isfinite's abs would save y0 for a backward nobody runs, and under
+            # gradient="checkpoint" a recomputed segment must save exactly what the forward saved.
+            with torch.no_grad():
+                self._finite_starts.append(torch.isfinite(y0).all() if torch.is_tensor(y0)
+                                           else torch.stack([torch.isfinite(p).all() for p in y0]).all())
         # An adaptive step needs its window even without stages, to catch the norm call.
         self._window = [] if self.keep_stages or self.adaptive else None
         self._window_norm = None
@@ -377,7 +416,10 @@ class StepRecorder:
         if self.backward or self._window is None:
             return
         # dt here is after clipping to step_t / jump_t, unlike callback_step's.
-        record = StepRecord(_float(t0), self.direction * _float(dt), accepted, error_ratio=self._window_norm)
+        start, size = _float(t0), _float(dt)
+        record = StepRecord(start, self.direction * size, accepted, error_ratio=self._window_norm)
+        if accepted and self._end is not None and start + size > self._end:
+            record.inside = min(1.0, max(0.0, (self._end - start) / size))
         if self.keep_stages and self._f0 is not None:
             stages = [self._f0, *self._window[: self.plan.stages - 1]]
             if len(stages) == self.plan.stages:
@@ -400,8 +442,10 @@ class StepRecorder:
                 record.stages = stages
             self._stiffness(record, stages)
             if self.plan.b_hat is not None:
-                with torch.set_grad_enabled(self.error_graph and torch.is_grad_enabled()):
-                    record.error_ratio = self._fixed_error_ratio(stages, dt)
+                # Formed when first read, like S_j: no tensor work inside the solve besides the
+                # solver's own (gradient="checkpoint" recomputes a segment's work op for op).
+                graph = self.error_graph and torch.is_grad_enabled()
+                self.stats._pending.append(lambda: self._fill_fixed_error_ratio(record, stages, dt, graph))
         self.stats._steps.append(record)
         self._fixed_step, self._window = None, None
 
@@ -412,8 +456,11 @@ class StepRecorder:
             return
         if not self._stiffness_queue:
             self.stats._pending.append(lambda queue=self._stiffness_queue: _fill_stiffness(queue))
-        x, y = stages[pair[1]], stages[pair[0]]
-        self._stiffness_queue.append((record, flat(x.k) - flat(y.k), flat(x.y) - flat(y.y)))
+        self._stiffness_queue.append((record, stages[pair[1]], stages[pair[0]]))
+
+    def _fill_fixed_error_ratio(self, record: StepRecord, stages: Sequence[Stage], dt: float, graph: bool) -> None:
+        with torch.set_grad_enabled(graph):
+            record.error_ratio = self._fixed_error_ratio(stages, dt)
 
     def _fixed_error_ratio(self, stages: Sequence[Stage], dt: float) -> torch.Tensor:
         """The embedded pair's error ratio, formed from the stages as torchdiffeq's adaptive loop does."""
@@ -425,11 +472,11 @@ class StepRecorder:
         return rms(err / scale)
 
 
-def _fill_stiffness(queue: list[tuple[StepRecord, torch.Tensor, torch.Tensor]]) -> None:
+def _fill_stiffness(queue: list[tuple[StepRecord, Stage, Stage]]) -> None:
     """S_j = ||f(Y_x) - f(Y_y)|| / ||Y_x - Y_y|| (RMS norms) for every queued step, in a few stacked ops
     rather than several per step (on small states the op count is the cost, forward and backward)."""
-    num = torch.stack([dk for _, dk, _ in queue]).square().mean(1).sqrt()
-    den = torch.stack([dy for _, _, dy in queue]).square().mean(1).sqrt()
+    num = torch.stack([flat(x.k) - flat(y.k) for _, x, y in queue]).square().mean(1).sqrt()
+    den = torch.stack([flat(x.y) - flat(y.y) for _, x, y in queue]).square().mean(1).sqrt()
     # Equal stage inputs (e.g. a zero field) carry no information about the Jacobian.
     values = torch.where(den > 0, num / den.clamp_min(torch.finfo(den.dtype).tiny), torch.zeros_like(num))
     for (record, _, _), value in zip(queue, values.unbind()):
@@ -439,7 +486,9 @@ def _fill_stiffness(queue: list[tuple[StepRecord, torch.Tensor, torch.Tensor]]) 
 
 def quadrature_nodes(stats: StepStats) -> tuple[list[Stage], list[float]]:
     """The stages the solver's own quadrature reads and their weights |h_j| b_i, over accepted steps
-    (stages with b_i = 0 left out). Raises ``ValueError`` if stage values were not recorded."""
+    (stages with b_i = 0 left out), over the solve's interval: an adaptive solve's last step, which
+    overshoots the end, is weighted by its dense output up to the end. Raises ``ValueError`` if
+    stage values were not recorded."""
     if stats._reader is not None:
         refuse_undeclared_read(stats._reader, "stages")
     stages: list[Stage] = []
@@ -447,10 +496,12 @@ def quadrature_nodes(stats: StepStats) -> tuple[list[Stage], list[float]]:
     for step in stats.accepted:
         if step.stages is None:
             raise ValueError(f"method {stats.method!r}: stage values were not recorded for this solve")
-        for b, stage in zip(stats.plan.b, step.stages):
-            if b != 0.0:
+        # An overshooting last step counts only up to the end time, by its dense output's weights.
+        b = stats.plan.b if step.inside == 1.0 else stats.plan.partial_weights(step.inside)
+        for bi, stage in zip(b, step.stages):
+            if bi != 0.0:
                 stages.append(stage)
-                weights.append(abs(step.h) * b)
+                weights.append(abs(step.h) * bi)
     return stages, weights
 
 
@@ -534,7 +585,7 @@ class ObservedField(torch.nn.Module):
     def callback_step(self, t0, y0, dt) -> None:
         self.recorder.on_step(t0, y0, dt)
         callback = self._user_callbacks["callback_step"]
-        if callback is not None:
+        if callback is not None and not self.recorder.backward:  # a replayed segment: called already
             callback(t0, y0, dt)
 
 
@@ -544,11 +595,11 @@ class AdaptiveObservedField(ObservedField):
     def callback_accept_step(self, t0, y0, dt) -> None:
         self.recorder.on_accept(t0, y0, dt)
         callback = self._user_callbacks["callback_accept_step"]
-        if callback is not None:
+        if callback is not None and not self.recorder.backward:  # a replayed segment: called already
             callback(t0, y0, dt)
 
     def callback_reject_step(self, t0, y0, dt) -> None:
         self.recorder.on_reject(t0, y0, dt)
         callback = self._user_callbacks["callback_reject_step"]
-        if callback is not None:
+        if callback is not None and not self.recorder.backward:  # a replayed segment: called already
             callback(t0, y0, dt)

@@ -152,7 +152,7 @@ def test_block_without_statistics():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(adjoint=True, regularizers={"error_estimate": 1}), "adjoint=True solves forward without a graph"),
+        (dict(adjoint=True, regularizers={"error_estimate": 1}), "gradient='adjoint' solves forward without a graph"),
         (dict(method="rk4", options={"step_size": 0.1}, regularizers={"error_estimate": 1}),
          "method 'rk4' has none here; use one that has: .*dopri5.*tsitouras5"),
         (dict(method="rk4_uv", options={"step_size": 0.1}, regularizers={"error_estimate": 1}), "'rk4_uv' has none"),

@@ -256,7 +256,7 @@ def test_unregistered_tableau_object_runs():
         ({"method": "rk38", "options": {"first_step": 0.1}}, ValueError,
          "adaptive option 'first_step' would be ignored"),
         ({"method": "dormand_prince", "options": {"perturb": True}}, ValueError, "fixed-grid option 'perturb'"),
-        ({"method": "rk38", "adjoint_rtol": 1e-3}, ValueError, "only apply with adjoint=True"),
+        ({"method": "rk38", "adjoint_rtol": 1e-3}, ValueError, "only apply with gradient='adjoint'"),
     ],
 )
 def test_bad_method_input_is_refused_clearly(kwargs, error, match):

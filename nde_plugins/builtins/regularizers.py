@@ -6,7 +6,9 @@ reads, so a block can refuse a solver or a mode that cannot provide it before an
 - ``"error_estimate"``: E_j for every step (an adaptive solver, or a fixed-grid embedded pair);
 - ``"stiffness"``: S_j for every step (a tableau with two stages of equal c);
 - ``"stages"``: the recorded stage evaluations (quadrature regularizers);
-- ``"graph"``: values that carry gradients, i.e. no ``adjoint=True`` (its forward pass has no graph).
+- ``"graph"``: values that carry gradients, i.e. not ``gradient="adjoint"`` (its forward pass has no
+  graph), unless the regularizer also has an ``integrand`` (see ``_integrals``), which the block
+  then integrates alongside the adjoint solve.
 
 Definitions follow Pal et al., "Opening the Blackbox: Accelerating Neural Differential Equations by
 Regularizing Internal Solver Heuristics" (ERNODE/SRNODE), and Finlay et al. (RNODE) for the
@@ -91,6 +93,14 @@ class KineticEnergy:
         w = torch.tensor(weights, dtype=k.dtype, device=k.device)
         return (k.square().sum(1) * w).sum() / batch_size(stages[0].k)
 
+    def integrand(self, y0: torch.Tensor):
+        """||f||^2 per sample, integrated as an extra state component under ``gradient="adjoint"``."""
+        return _kinetic_rate
+
+
+def _kinetic_rate(t: torch.Tensor, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return f.reshape(batch_size(y), -1).square().sum(1)
+
 
 class JacobianFrobenius:
     """RNODE's integral of ||df/dy||_F^2 with a Hutchinson probe: one vector-Jacobian product per stage.
@@ -128,6 +138,23 @@ class JacobianFrobenius:
 
     def __call__(self, stats: StepStats) -> torch.Tensor:
         return step_quadrature(stats, self._vjp_norm)
+
+    def integrand(self, y0: torch.Tensor):
+        """||e^T df/dy||^2 per sample with one probe e for the whole solve (RNODE's estimator under
+        the adjoint: the backward pass evaluates the field again and must see the same probe)."""
+        probe = torch.randn_like(y0)
+        if self.probe == "rademacher":
+            probe = torch.sign(probe)
+        return _JacobianRate(probe)
+
+
+class _JacobianRate:
+    def __init__(self, probe: torch.Tensor) -> None:
+        self.probe = probe
+
+    def __call__(self, t: torch.Tensor, y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        (vjp,) = torch.autograd.grad(f, y, self.probe, create_graph=True)
+        return vjp.reshape(batch_size(y), -1).square().sum(1)
 
 
 @hookimpl

@@ -39,6 +39,15 @@ def _config_class(task: str) -> type:
     return TrainConfig
 
 
+def resolve_gradient_arguments(args: argparse.Namespace) -> None:
+    """One gradient mode from --gradient and its older spelling --adjoint (``args.gradient``, ``args.adjoint``)."""
+    if args.adjoint and args.gradient not in (None, "adjoint"):
+        raise UsageError(f"argument --adjoint: means --gradient adjoint, which disagrees with --gradient "
+                         f"{args.gradient}; keep one of them")
+    args.gradient = "adjoint" if args.adjoint else args.gradient or "backprop"
+    args.adjoint = args.gradient == "adjoint"
+
+
 def check_train_arguments(args: argparse.Namespace) -> None:
     """Rules that tie train's arguments together (each argument alone was checked as it was parsed).
 
@@ -151,7 +160,7 @@ def check_before_training(args: argparse.Namespace, runs: dict[str, dict[str, An
         regularizers, end_time = changes["regularizers"], changes["end_time"]
         variant = f"--compare (variant {label!r})" if args.compare is not None else None
         check_block(variant or ("--regularizer" if regularizers else "--method"), **solver,
-                    regularizers=regularizers or None, adjoint=args.adjoint)
+                    regularizers=regularizers or None, gradient=args.gradient)
         if end_time is not None:
             check_block("--end-time" if args.end_time is not None else variant or "--end-time", **solver,
                         end_time=end_time, end_time_options=changes["end_time_options"])

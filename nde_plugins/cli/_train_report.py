@@ -35,14 +35,14 @@ def run_title(args: argparse.Namespace, given: dict[str, dict[str, Any]], end_ti
     task = stiff_header(args) if args.task == "stiff" else \
         f"digits, {solver_text(args)}, {args.epochs} epochs"
     return (f"{task}, regularizers: {_regularizers(given)}, end time: {describe_end_time(args.task, end_time)}"
-            + (", adjoint" if args.adjoint else "") + f", seed {args.seed}")
+            + (f", gradient {args.gradient}" if args.gradient != "backprop" else "") + f", seed {args.seed}")
 
 
 def print_digits(args: argparse.Namespace, result: Any, given: dict[str, dict[str, Any]], end_time: EndTime) -> None:
     """The numbers of one digits run."""
     print(f"digits, {solver_text(args)}, regularizers: {_regularizers(given)}, "
           f"end time: {describe_end_time(args.task, end_time)}, {args.epochs} epochs, seed {args.seed}, "
-          f"{args.threads} thread(s)")
+          + (f"gradient {args.gradient}, " if args.gradient != "backprop" else "") + f"{args.threads} thread(s)")
     print(f"  train accuracy   {result.train_accuracy:.2f} %")
     print(f"  test accuracy    {result.test_accuracy:.2f} %")
     print(f"  prediction NFE   {result.nfe_predict}")

@@ -18,7 +18,8 @@ def train_synthetic(args: argparse.Namespace) -> int:
     for flag, value in (("--regularizer", args.regularizer), ("--end-time", args.end_time),
                         ("--compare", args.compare), ("--rtol", args.rtol), ("--atol", args.atol),
                         ("--epochs", args.epochs), ("--stiffness-ratio", args.stiffness_ratio),
-                        ("--variant", args.variant), ("--adjoint", args.adjoint)):
+                        ("--variant", args.variant), ("--adjoint", args.adjoint),
+                        ("--gradient", args.gradient != "backprop")):
         if value:
             raise UsageError(f"argument {flag}: does not apply to --task {args.task} (a fixed-grid Euler task; "
                              f"give --step-size or --schedule {ADAPTIVE_SCHEDULE})")

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..experiments.synthetic import TASKS as SYNTHETIC_TASKS
+from ..gradients import GRADIENTS
 from ._args import (
     add_threads_argument,
     compare_list,
@@ -24,7 +25,14 @@ from ._args import (
 )
 from ._parser import command
 from ._plugin_specs import read_schedule
-from ._train_checks import check_before_training, check_train_arguments, given_end_time, given_regularizers, variants
+from ._train_checks import (
+    check_before_training,
+    check_train_arguments,
+    given_end_time,
+    given_regularizers,
+    resolve_gradient_arguments,
+    variants,
+)
 from ._train_report import plot_training, print_digits, print_ranks, print_stiff, run_title, solver_text, stiff_header
 from ._train_synthetic import train_synthetic
 from ._usage import UsageError, write_figure
@@ -39,6 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.method = "euler" if args.task in SYNTHETIC_TASKS else "dopri5"
     processes = check_processes(args)
     use_threads(args)
+    resolve_gradient_arguments(args)
     if args.task in SYNTHETIC_TASKS:
         return train_synthetic(args)
     from ..experiments.compare import COLUMNS, STIFF_COLUMNS, compare_configs, format_table
@@ -52,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     compared = variants(args, given, end_time) if args.compare is not None else None
     check_before_training(args, compared if compared is not None else {"": single})
     common = {"method": args.method, "rtol": args.rtol, "atol": args.atol, "seed": args.seed,
-              "batch_size": args.batch_size, "lr": args.lr, "adjoint": args.adjoint, **single}
+              "batch_size": args.batch_size, "lr": args.lr, "gradient": args.gradient, **single}
     progress = False if args.json else None
     if args.task == "stiff":
         for flag, value in (("--schedule", args.schedule), ("--step-size", args.step_size)):
@@ -163,9 +172,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", choices=BACKENDS, default=None,
                    help="process-group backend across processes (default: nccl for a model on CUDA, gloo otherwise; "
                         "the digits task trains on the CPU, so gloo)")
-    p.add_argument("--adjoint", action="store_true",
-                   help="digits, stiff: backpropagate with the adjoint method (odeint_adjoint); its backward field "
+    p.add_argument("--gradient", choices=GRADIENTS, default=None,
+                   help="digits, stiff: how gradients are computed: backprop (default: through the solver's steps, "
+                        "memory grows with them), adjoint (odeint_adjoint: flat memory; regularizers other than "
+                        "kinetic_energy and jacobian_frobenius are refused) or checkpoint (backprop's gradients, the "
+                        "steps recomputed segment by segment in the backward pass: memory grows like the square "
+                        "root of the steps, one more evaluation per step). Backward and recomputed field "
                         "evaluations are counted and plotted")
+    p.add_argument("--adjoint", action="store_true", help="the same as --gradient adjoint")
     p.add_argument("--plot", type=plot_path, default=None, metavar="PATH",
                    help="write a figure (.png, .pdf or .svg; needs the plots extra): loss, accuracy and NFE per "
                         "iteration, or with --compare the table as bar charts (mean +- std over seeds)")

@@ -88,7 +88,8 @@ class TrainConfig:
     ``end_time_options`` go to its factory (``{"b": 0.5}``). ``step_size`` runs the method on a
     fixed grid; ``schedule`` / ``schedule_options`` name a solver schedule (``"smoothing"``,
     ``"step_adaption"``, ...), whose ``update`` the training loop calls after every backward.
-    ``adjoint``: backpropagate with ``odeint_adjoint`` (its backward evaluations are then counted)."""
+    ``gradient``: how gradients are computed (``"backprop"``, ``"adjoint"``: backward evaluations
+    counted, ``"checkpoint"``: recomputed evaluations counted); ``adjoint=True`` is its older spelling."""
 
     method: str = "dopri5"
     rtol: float = 1.4e-8
@@ -105,6 +106,7 @@ class TrainConfig:
     lr: float = 3e-3
     hidden: int = 100
     adjoint: bool = False
+    gradient: str | None = None
 
 
 @dataclass
@@ -153,7 +155,7 @@ def build_block(config: TrainConfig) -> ODEBlock:
     options = {"step_size": config.step_size} if config.step_size is not None else None
     return ODEBlock(TimeConcatField(64, config.hidden), t=(T0, T1), method=config.method, rtol=config.rtol,
                     atol=config.atol, options=options, regularizers=config.regularizers or None,
-                    adjoint=config.adjoint, **policy)
+                    adjoint=config.adjoint, gradient=config.gradient, **policy)
 
 
 def accuracy_over_end_times(model: DigitsClassifier, x: torch.Tensor, y: torch.Tensor,
@@ -277,7 +279,7 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     bar = progress_bar(config.epochs * n_batches, progress if rank == 0 else False, "batch")
     history = []
-    log = IterationLog(adjoint=config.adjoint)
+    log = IterationLog(adjoint=block.adjoint, gradient=block.gradient)
     counts = dict.fromkeys(ADDITIVE_COUNTS, 0.0)
     start = time.perf_counter()
     for epoch, order in enumerate(_epoch_orders(len(x_train), config), start=1):
@@ -300,7 +302,7 @@ def fit_digits(config: TrainConfig, progress: bool | None = None) -> tuple[Digit
             reg_total += reg.item()
             for key, value in _rank_counts(stats, reg, len(idx)).items():
                 counts[key] += value
-            log.record(loss.item(), stats.nfe_forward, stats.nfe_backward,
+            log.record(loss.item(), stats.nfe_forward, stats.nfe_backward, nfe_replay=stats.nfe_replay,
                        accuracy=(logits.detach().argmax(1) == y_train[idx]).float().mean().item() * 100)
             if bar is not None:
                 bar.update(1)

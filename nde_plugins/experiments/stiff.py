@@ -113,7 +113,8 @@ class TimeOffsetField(torch.nn.Module):
 @dataclass
 class StiffConfig:
     """One training run. ``end_time``: a registered end-time sampler (e.g. ``"steer"``) or None;
-    ``adjoint``: backpropagate with ``odeint_adjoint`` (its backward evaluations are then counted)."""
+    ``gradient``: how gradients are computed, as for ``digits.TrainConfig`` (``adjoint=True`` is the
+    older spelling of ``gradient="adjoint"``)."""
 
     stiffness_ratio: float = 1000.0
     variant: str = "pairs_from_zero"
@@ -134,6 +135,7 @@ class StiffConfig:
     test_end: float = 25.0
     eval_every: int = 20
     adjoint: bool = False
+    gradient: str | None = None
 
 
 @dataclass
@@ -207,7 +209,8 @@ def build_block(config: StiffConfig, field: torch.nn.Module) -> ODEBlock:
         sampler = {"end_time": config.end_time, "end_time_options": dict(config.end_time_options),
                    "seed": config.seed ^ END_TIME_STREAM}
     return ODEBlock(field, t=(0.0, interval(config)), method=config.method, rtol=config.rtol, atol=config.atol,
-                    regularizers=config.regularizers or None, adjoint=config.adjoint, **sampler)
+                    regularizers=config.regularizers or None, adjoint=config.adjoint,
+                    gradient=config.gradient, **sampler)
 
 
 def evaluate(field: torch.nn.Module, config: StiffConfig, t_test: torch.Tensor,
@@ -246,7 +249,7 @@ def train_stiff(config: StiffConfig, progress: bool | None = None) -> StiffResul
     n_starts = config.n_train - 2
     bar = progress_bar(config.iterations, progress)
     history: list[dict] = []
-    log = IterationLog(adjoint=config.adjoint)
+    log = IterationLog(adjoint=block.adjoint, gradient=block.gradient)
     train_time = eval_time = 0.0
     nfe_total, nfe_test = 0, 0
     for iteration in range(1, config.iterations + 1):
@@ -262,7 +265,7 @@ def train_stiff(config: StiffConfig, progress: bool | None = None) -> StiffResul
         optimizer.step()
         shifted.offset = None
         nfe_total += block.stats.nfe_forward
-        log.record(loss.item(), block.stats.nfe_forward, block.stats.nfe_backward)
+        log.record(loss.item(), block.stats.nfe_forward, block.stats.nfe_backward, nfe_replay=block.stats.nfe_replay)
         train_time += time.perf_counter() - start
         if bar is not None:
             bar.update(1)
