@@ -10,10 +10,16 @@ This is an accuracy reproduction, not an overhead table: the times are whole tra
 predictions, one per seed (variants interleaved by seed), not the shuffled rounds of ``_common.measure``.
 ``--quick`` (1 seed, 2 epochs) only checks that the script runs; ``--json PATH`` keeps every run.
 
+``--gradient checkpoint`` trains every variant with ``gradient="checkpoint"`` (issue 21: the same
+gradients as backprop, the steps recomputed segment by segment); ``--memory`` then also measures,
+in fresh interpreters, the peak resident memory of training batches of the error_estimate variant
+with backprop and with checkpoint (growth over the level after a warm-up batch).
+
 The same table comes from the CLI:
     nde-plugins train --task digits --compare vanilla,error_estimate,stiffness,error_estimate+stiffness --seeds 3
 
-    python benchmarks/digits_regularizers.py [--seeds 3] [--epochs 15] [--sweep] [--quick] [--json PATH]
+    python benchmarks/digits_regularizers.py [--seeds 3] [--epochs 15] [--sweep] [--gradient checkpoint]
+                                             [--memory] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from _common import Report, json_path, setup
+from _common import Report, json_path, run_child, setup
 
 from nde_plugins.cli import DEFAULT_WEIGHTS
 from nde_plugins.experiments.compare import compare, format_table
@@ -33,12 +39,57 @@ def quiet(config: TrainConfig):
     return train_digits(config, progress=False)
 
 
+MEMORY_CHILD = r"""
+import json, resource, sys
+import torch
+from nde_plugins.experiments.digits import DigitsClassifier, build_block, load_digits_split, TrainConfig
+
+gradient, batches = sys.argv[1], int(sys.argv[2])
+torch.set_num_threads(1)
+config = TrainConfig(regularizers={"error_estimate": float(sys.argv[3])}, gradient=gradient)
+x, y, _, _ = load_digits_split()
+torch.manual_seed(config.seed)
+model = DigitsClassifier(build_block(config))
+optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def step(i):
+    idx = torch.arange(i * config.batch_size, (i + 1) * config.batch_size) % len(x)
+    loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx]) + model.block.regularization()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return model.block.stats
+
+
+step(0)  # warm-up: code paths, caches and Adam's state
+before = peak()
+nfe = [step(i).nfe_forward for i in range(1, batches + 1)]
+print(json.dumps({"kib": peak() - before, "nfe": nfe}))
+"""
+
+
+def peak_memory(weight: float, batches: int, repeats: int) -> dict[str, list[dict]]:
+    """Peak RSS growth of ``batches`` training batches of the error_estimate variant, per gradient mode."""
+    samples: dict[str, list[dict]] = {"backprop": [], "checkpoint": []}
+    for _ in range(repeats):
+        for gradient in samples:
+            samples[gradient].append(run_child(MEMORY_CHILD, [gradient, str(batches), str(weight)],
+                                               f"digits {gradient}"))
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--sweep", action="store_true", help="also try several error_estimate weights (seed 0)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 seed, 2 epochs (numbers meaningless)")
+    parser.add_argument("--gradient", choices=("backprop", "checkpoint"), default="backprop",
+                        help="how every variant computes its gradients (default backprop)")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure peak memory of error_estimate training with backprop and checkpoint")
     parser.add_argument("--json", type=json_path, default=None, metavar="PATH", help="also write every run here")
     args = parser.parse_args()
     if args.seeds < 1 or args.epochs < 1:
@@ -46,9 +97,9 @@ def main() -> None:
     if args.quick:
         args.seeds, args.epochs = 1, 2
     setup()
-    base = TrainConfig(epochs=args.epochs)
+    base = TrainConfig(epochs=args.epochs, gradient=args.gradient)
     report = Report(args, f"digits, dopri5 rtol=atol={base.rtol:g}, {args.epochs} epochs, Adam {base.lr:g}, "
-                          f"batch {base.batch_size}", timed=False)
+                          f"batch {base.batch_size}, gradient {args.gradient}", timed=False)
 
     if args.sweep:
         sweep = {"vanilla": {}}
@@ -87,6 +138,15 @@ def main() -> None:
     print(f"\nerror_estimate vs vanilla: prediction NFE {-nfe_cut:+.1%} (target <= -40%), test accuracy "
           f"{acc_change:+.2f} points (target >= -0.5), training time x{train_ratio:.2f} (target < 1), "
           f"prediction time x{predict_ratio:.2f}")
+    if args.memory:
+        batches, repeats = (2, 1) if args.quick else (5, 3)
+        samples = peak_memory(ee, batches, repeats)
+        medians = {g: statistics.median(s["kib"] for s in runs) / 1024 for g, runs in samples.items()}
+        print(f"\npeak memory of {batches} error_estimate training batches (fresh process each, median of {repeats}):")
+        for gradient, runs in samples.items():
+            print(f"  {gradient:10s} {medians[gradient]:6.1f} MiB (x{medians[gradient] / medians['backprop']:.2f}), "
+                  f"NFE per batch {sorted({n for s in runs for n in s['nfe']})}")
+        report.record("peak_memory", samples)
     report.finish()
 
 

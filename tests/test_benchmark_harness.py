@@ -309,6 +309,27 @@ def test_peak_memory_marks_a_miss_in_either_ratio(monkeypatch):
         "target": 1.02, "ratio_step1": 1.0, "ratio_steps12": 2150 / 2048, "misses_target": True}}
 
 
+def test_gradient_memory_marks_the_peak_target_at_400_steps_and_the_time_target_everywhere(monkeypatch):
+    monkeypatch.syspath_prepend(str(_PATH.parent))
+    spec = importlib.util.spec_from_file_location("benchmarks_gradient_memory", _PATH.parent / "gradient_memory.py")
+    gradients = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gradients)
+
+    def run(kib, cpu_s, regularized=True):
+        return [{"kib": kib, "cpu_s": cpu_s, "steps": 400, "nfe": 2400, "nfe_back": 0, "regularized": regularized}]
+
+    samples = {400: {"backprop": run(1000, 1.0), "backprop (A/A)": run(1000, 1.0), "checkpoint": run(400, 1.7),
+                     "adjoint": run(10, 2.0, regularized=False)}}
+    text, verdicts = gradients.table(samples)
+    row = next(line for line in text.splitlines() if "| checkpoint |" in line)
+    assert "| 0.400 |" in row and "| 1.700 |" in row
+    assert "time <= 1.6 **MISSES**" in row and "peak <= 0.35 **MISSES**" in row
+    assert "adjoint, without the regularizer" in text
+    assert verdicts["peak checkpoint N=400"]["misses_target"] and verdicts["time checkpoint N=400"]["misses_target"]
+    samples[400]["checkpoint"] = run(300, 1.5)
+    assert not any(v["misses_target"] for v in gradients.table(samples)[1].values())
+
+
 def test_report_json_carries_each_rows_target_and_verdict(tmp_path, capsys):
     report = common.Report(argparse.Namespace(json=tmp_path / "r.json"), "what")
     table = _rows({"base (A/A)": (1.0, 0.99, 1.01), "slow": (1.06, 1.05, 1.07), "shaky": (1.03, 1.01, 1.05),

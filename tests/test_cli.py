@@ -114,6 +114,18 @@ def test_train_digits_with_steer(capsys):
     assert 0 < result["test_accuracy"] <= 100 and result["nfe_predict"] > 0
 
 
+def test_train_digits_with_checkpointed_gradients_reports_the_recomputed_evaluations(capsys, tmp_path):
+    plot = tmp_path / "train.png"
+    assert main(["train", "--epochs", "1", "--rtol", "1e-4", "--atol", "1e-4", "--batch-size", "512",
+                 "--regularizer", "error_estimate:weight=0.1", "--gradient", "checkpoint", "--json",
+                 "--plot", str(plot)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["gradient"] == "checkpoint" and result["test_accuracy"] > 0
+    log = result["iterations"]
+    assert log["gradient"] == "checkpoint" and all(0 < r < f for r, f in zip(log["nfe_replay"], log["nfe_forward"]))
+    assert plot.stat().st_size > 0
+
+
 @pytest.mark.parametrize("schedule", ["smoothing:sigma=0.0125", "switching:u=0.5|0.5125|0.4875,probs=0.5|0.25|0.25",
                                       "output_ensemble:u=0.5|1"])
 def test_train_digits_with_a_solver_schedule(capsys, schedule):
