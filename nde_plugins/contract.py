@@ -46,7 +46,8 @@ REQUIRES: Mapping[str, str] = {
     "error_estimate": "E_j of every step, with its graph: a solver with an error estimate (an embedded pair)",
     "stiffness": "S_j of every step (Shampine's estimate): a tableau with two stages of equal c",
     "stages": "the stage evaluations (t, y, k) of every step, kept in the step records",
-    "graph": "values that carry the solve's graph: refused with adjoint=True",
+    "graph": "values that carry the solve's graph: refused with gradient='adjoint' unless the regularizer has an "
+             "integrand",
     "input_grad": "the block makes its input require grad, so the first stage has a Jacobian too",
 }
 
