@@ -626,7 +626,12 @@ def child_env(fixed_mmap: bool = True) -> dict[str, str]:
 
 def run_child(source: str, argv: Sequence[str], what: str, fixed_mmap: bool = True) -> dict:
     """Run ``source`` in a fresh interpreter with ``argv`` and return the JSON object its last line
-    prints; a failing child stops the script with its last error line, naming ``what`` it measured."""
+    prints; a failing child stops the script with its last error line, naming ``what`` it measured.
+
+    Linux carries ``ru_maxrss`` across exec: a child starts with its parent's peak. A child that
+    measures growth with ``ru_maxrss`` is exact only while this process stays smaller than the
+    child's level before its measurement (true for scripts that only import torch); after a large
+    run in this process, read ``VmHWM`` from ``/proc/self/status`` instead."""
     out = subprocess.run([sys.executable, "-c", source, *argv], capture_output=True, text=True,
                          env=child_env(fixed_mmap))
     if out.returncode != 0:

@@ -51,7 +51,9 @@ x, y, _, _ = load_digits_split()
 torch.manual_seed(config.seed)
 model = DigitsClassifier(build_block(config))
 optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM, not ru_maxrss: Linux carries a process's ru_maxrss across exec, so a child of this script,
+# started after the parent has trained (hundreds of MiB), would report the parent's peak.
+peak = lambda: int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1])
 
 
 def step(i, size=config.batch_size):
