@@ -22,8 +22,11 @@ Ratios are of medians, to the baseline at the same N. Targets (issue 21): checkp
 N = 400 <= 0.35x backprop's, and checkpoint time <= 1.6x backprop's at every N. Children run with
 glibc's mmap threshold fixed (``_common.MMAP_THRESHOLD``).
 
+``--plot PATH`` draws peak memory and CPU time per step against N, log-log, one line per mode (the
+first size), with a square-root slope for reference.
+
     python benchmarks/gradient_memory.py [--steps 25 100 400 1600] [--regularizer kinetic_energy]
-                                          [--sizes 128,16,128] [--repeats 3] [--quick]
+                                          [--sizes 128,16,128] [--repeats 3] [--plot PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ import statistics
 import sys
 
 from _common import Report, Size, check_target, json_path, parse_size, positive_float, positive_int, run_child, setup
+
+from nde_plugins.experiments.script import figure_file
 
 CHILD = r"""
 import json, resource, sys, time
@@ -130,6 +135,30 @@ def table(samples: dict[int, dict[str, list[dict]]]) -> tuple[str, dict]:
     return "\n".join(lines), verdicts
 
 
+def plot(samples: dict[int, dict[str, list[dict]]], size: Size, regularizer: str, path: str) -> None:
+    """Peak MiB and CPU s per step against N, one line per mode (the A/A row left out), log-log."""
+    from nde_plugins.plots import Curves, plot_curves
+
+    steps = sorted(samples)
+    modes = [name for name in MODES if "A/A" not in name]
+
+    def lines(key: str, scale: float) -> dict:
+        return {name: (steps, [[s[key] / scale for s in samples[n][name]] for n in steps]) for name in modes}
+
+    memory = lines("kib", 1024)
+    # sqrt(N) through checkpoint's first point: the slope the segments should follow.
+    first = sum(memory["checkpoint"][1][0]) / len(memory["checkpoint"][1][0])
+    memory["sqrt(N) slope"] = (steps, [[first * (n / steps[0]) ** 0.5] for n in steps])
+    styles = {"sqrt(N) slope": {"color": "black", "linestyle": ":", "marker": None}}
+    plot_curves([Curves("peak memory of one training step", "accepted steps N", "MiB above the warm-up level",
+                        memory, "log", "log", styles=styles),
+                 Curves("CPU time of one training step", "accepted steps N", "s", lines("cpu_s", 1), "log", "log")],
+                path, f"gradient modes, dopri5, {size}, regularizer {regularizer} (the adjoint solves without one "
+                      "it cannot serve)",
+                caption="Each point: the mean over fresh processes, error bars one standard deviation. "
+                        "benchmarks/gradient_memory.py")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=positive_int, nargs="+", default=[25, 100, 400, 1600], metavar="N",
@@ -146,9 +175,15 @@ def main() -> None:
                         help="rtol = atol (default 1e-3: max_step, not the error, sets the step count)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random order of the processes")
     parser.add_argument("--json", type=json_path, default=None, metavar="PATH", help="also write the raw samples here")
+    parser.add_argument("--plot", type=figure_file, default=None, metavar="PATH",
+                        help="draw memory and time against N for the first size (.png, .pdf or .svg)")
     args = parser.parse_args()
     repeats, steps_list = (1, [25, 100]) if args.quick else (args.repeats, args.steps)
     setup()
+    if args.plot is not None:
+        from nde_plugins.plots import require_matplotlib
+
+        require_matplotlib()  # before the runs, not after them
     report = Report(args, f"peak resident memory and CPU time of one training step, dopri5 rtol=atol={args.tol:g} "
                           f"with max_step = 1/N, regularizer {args.regularizer}; fresh process per sample, "
                           f"{repeats} per row", timed=False)
@@ -167,6 +202,9 @@ def main() -> None:
         sys.stdout.flush()
         report.record(f"samples {size.spec}", {str(k): v for k, v in samples.items()})
         report.record(f"targets {size.spec}", verdicts)
+        if args.plot is not None and size == args.sizes[0]:
+            plot(samples, size, args.regularizer, str(args.plot))
+            print(f"\nfigure written to {args.plot}")
     report.finish()
 
 
