@@ -43,6 +43,10 @@ FIXED = {"method": "rk4", "options": {"step_size": 0.25}}
 SCENARIOS = {
     "ode_regularizer": ("ode", {**FIXED, "regularizers": {"kinetic_energy": 0.1}}, False, "global"),
     "ode_adjoint": ("ode", {**FIXED, "adjoint": True}, False, "global"),
+    "ode_adjoint_integral": ("ode", {**FIXED, "gradient": "adjoint", "regularizers": {"kinetic_energy": 0.1}}, False,
+                             "global"),
+    "ode_checkpoint": ("ode", {**FIXED, "gradient": "checkpoint", "regularizers": {"kinetic_energy": 0.1}}, False,
+                       "global"),
     "ode_steer_synchronized": ("ode", {**FIXED, "end_time": "steer",
                                        "end_time_options": {"b": 0.5, "synchronized": True}}, True, "global"),
     "ode_steer_per_rank": ("ode", {**FIXED, "end_time": "steer", "end_time_options": {"b": 0.5},
