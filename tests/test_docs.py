@@ -179,7 +179,8 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
 # Shell blocks
 
 CLI_RUN = ("plugins", "tableau", "solve")  # cheap: run in full
-CLI_PARSE = ("train", "check")  # minutes of training: parsed, which checks every option, name and spec
+CLI_PARSE = ("train", "check", "new")  # minutes of training, or files written: parsed, which checks every option,
+# name and spec
 
 
 def _commands(block: Block) -> list[list[str]]:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 # (as tests do, to make a solve fail or keep torchrun from starting) takes effect.
 from .. import odeint
 from ..experiments.tasks import DEFAULT_WEIGHTS, STIFFNESS_DEFAULT_WEIGHT
-from . import check, plugins, solve, tableau, train
+from . import check, new, plugins, solve, tableau, train
 from ._args import (
     MAX_SEED,
     MAX_SWEEP,
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (plugins, tableau, solve, check, train):
+    for module in (plugins, tableau, solve, check, train, new):
         module.add_parser(sub)
     return parser
 

@@ -35,6 +35,10 @@ EXAMPLES: dict[str | None, tuple[str, ...]] = {
         "nde-plugins check --task spheres --steps 2 --iterations 300 --plot check.png",
         "nde-plugins check --task digits --method rk2:u=0.5 --steps 2 --epochs 5",
     ),
+    "new": (
+        "nde-plugins new acme-solvers",
+        "nde-plugins new acme-noise --kinds diffusion,regularizer --dir packages",
+    ),
     "train": (
         "nde-plugins train --epochs 5 --regularizer error_estimate:weight=0.1 --plot train.png",
         "nde-plugins train --epochs 5 --compare vanilla,error_estimate --seeds 3 --plot compare.png",

@@ -1,0 +1,43 @@
+"""nde-plugins new: the package it writes installs and passes its own contract tests with no edit."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nde_plugins.cli import main
+from nde_plugins.scaffold import KINDS, write_package
+
+
+def install_and_test(root, tmp_path):
+    """pip-install the package into a folder of its own (the test environment stays as it is), run its tests."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(root)], check=True, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(root / "tests")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("kinds", [KINDS, ("diffusion",)], ids=["every kind", "one kind"])
+def test_a_scaffolded_package_installs_and_passes_its_own_contract_tests(tmp_path, kinds):
+    root = write_package("acme-solvers", tmp_path, kinds)
+    result = install_and_test(root, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    checked = [line for line in result.stdout.splitlines() if line.startswith("ok   ")]
+    assert len(checked) == len(kinds) and all("acme-solvers 0.1.0" in line for line in checked)
+
+
+def test_new_writes_the_package_and_refuses_what_it_cannot_write(tmp_path, capsys):
+    assert main(["new", "acme-noise", "--kinds", "diffusion,regularizer", "--dir", str(tmp_path)]) == 0
+    assert sorted(p.name for p in (tmp_path / "acme-noise" / "acme_noise").iterdir()) == [
+        "__init__.py", "diffusions.py", "regularizers.py"]
+    assert "pip install -e" in capsys.readouterr().out
+    for argv, words in ((["new", "acme-noise", "--dir", str(tmp_path)], "exists already"),
+                        (["new", "Acme Noise", "--dir", str(tmp_path)], "is not a package name"),
+                        (["new", "acme-x", "--kinds", "tableau,solver", "--dir", str(tmp_path)], "--kinds"),
+                        (["new", "acme-x", "--dir", str(tmp_path / "missing")], "does not exist")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
