@@ -183,3 +183,20 @@ def test_a_distribution_whose_plugin_was_skipped_on_loading_fails(monkeypatch):
     with pytest.raises(testing.PluginCheckError, match="skipped on loading: importing it raised ImportError"):
         testing.check_distribution("nde-plugins-sample-pack", {"steer_below": {"b": 0.5},
                                                                "cyclic": {"members": ["rk2", "midpoint"]}}, quiet=True)
+
+
+def test_the_pytest_plugin_checks_a_distribution_only_when_asked(tmp_path):
+    import subprocess
+    import sys
+
+    def pytest_run(*args):
+        return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+
+    asked = pytest_run("--nde-plugins-check", "nde-plugins-sample-pack", "--nde-plugins-options",
+                       '{"steer_below": {"b": 0.5}, "cyclic": {"members": ["rk2", "midpoint"]}}')
+    assert asked.returncode == 0 and "1 passed" in asked.stdout, asked.stdout[-2000:]
+    without_options = pytest_run("--nde-plugins-check", "nde-plugins-sample-pack")
+    assert without_options.returncode == 1 and "'steer_below'" in without_options.stdout
+    assert "needs the option(s) b" in without_options.stdout
+    assert pytest_run().returncode == 5  # nothing collected: the plugin adds nothing unless asked
