@@ -41,3 +41,30 @@ def test_new_writes_the_package_and_refuses_what_it_cannot_write(tmp_path, capsy
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+#: One fault each, written into a scaffolded package: (kind, text replaced, its replacement, the rule reported).
+FAULTS = {
+    "regularizer without gradient": ("regularizer", "return (errors.square() * steps).sum()",
+                                     "return torch.tensor(1.0)", "carries no gradient"),
+    "sampler ignoring its generator": ("end_time", "generator=generator, dtype", "generator=None, dtype",
+                                       "moved torch's global generator"),
+    "diffusion of the wrong shape": ("diffusion", "torch.full_like(h, self.sigma)",
+                                     "torch.full((h.shape[0], 1), self.sigma)", "has shape (1, 1)"),
+    "schedule alternating in evaluation": ("schedule", "if not state.training or state.iteration % self.every:",
+                                           "self.calls = getattr(self, 'calls', 0) + 1\n        if self.calls % 2:",
+                                           "deterministic in evaluation"),
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_package_whose_plugin_breaks_the_contract_fails_the_check_naming_the_plugin(tmp_path, fault):
+    kind, old, new, rule = FAULTS[fault]
+    root = write_package("acme-faulty", tmp_path, (kind,))
+    module = next((root / "acme_faulty").glob(f"{'end_times' if kind == 'end_time' else kind}*.py"))
+    text = module.read_text()
+    assert old in text
+    module.write_text(text.replace(old, new))
+    result = install_and_test(root, tmp_path)
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "acme-faulty 0.1.0" in result.stdout and rule in result.stdout
