@@ -51,6 +51,12 @@ FAULTS = {
                                        "moved torch's global generator"),
     "diffusion of the wrong shape": ("diffusion", "torch.full_like(h, self.sigma)",
                                      "torch.full((h.shape[0], 1), self.sigma)", "has shape (1, 1)"),
+    "pair whose estimate controls nothing": ("tableau", "    order=3,\n",
+                                             "    order=3,\n    b_hat=[1 / 6 + 1e-6, 2 / 3 - 1e-6, 1 / 6],\n"
+                                             "    embedded_order=1,\n",
+                                             "its embedded pair does not control the error"),
+    "module that cannot be imported": ("regularizer", "import torch\n", "import torch\nimport acme_no_such_module\n",
+                                       "skipped on loading"),
     "schedule alternating in evaluation": ("schedule", "if not state.training or state.iteration % self.every:",
                                            "self.calls = getattr(self, 'calls', 0) + 1\n        if self.calls % 2:",
                                            "deterministic in evaluation"),
@@ -61,10 +67,11 @@ FAULTS = {
 def test_a_package_whose_plugin_breaks_the_contract_fails_the_check_naming_the_plugin(tmp_path, fault):
     kind, old, new, rule = FAULTS[fault]
     root = write_package("acme-faulty", tmp_path, (kind,))
-    module = next((root / "acme_faulty").glob(f"{'end_times' if kind == 'end_time' else kind}*.py"))
+    stem = {"end_time": "end_times", "tableau": "tableaux"}.get(kind, kind)
+    module = next((root / "acme_faulty").glob(f"{stem}*.py"))
     text = module.read_text()
     assert old in text
     module.write_text(text.replace(old, new))
     result = install_and_test(root, tmp_path)
     assert result.returncode == 1, result.stdout[-3000:]
-    assert "acme-faulty 0.1.0" in result.stdout and rule in result.stdout
+    assert "(acme-faulty 0.1.0)" in result.stdout and rule in result.stdout  # the plugin, named by its package
