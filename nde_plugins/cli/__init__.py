@@ -1,4 +1,4 @@
-"""The ``nde-plugins`` command: list plugins, inspect tableaux, solve a test problem, train on a task.
+"""The ``nde-plugins`` command: list plugins, inspect tableaux, solve, train on a task, start a plugin package.
 
 Every bad command line ends the same way: exit status 2 and one line on stderr that names the
 argument, the rule it broke and, where there is one, the fix. Numbers are checked by the argument
