@@ -330,3 +330,18 @@ def test_a_compiled_model_with_a_checkpointed_block_matches_eager():
 def test_segmentable_names_the_explicit_runge_kutta_solvers():
     assert _torchdiffeq.segmentable("dopri5", {}) and _torchdiffeq.segmentable("rk4_uv", {"step_size": 0.1})
     assert not _torchdiffeq.segmentable("explicit_adams", {}) and not _torchdiffeq.segmentable("scipy_solver", {})
+
+
+@pytest.mark.parametrize("steps", [float("nan"), -1, 2.5, True, "3"])
+def test_checkpoint_steps_must_be_a_positive_int(steps):
+    with pytest.raises(ValueError, match=r"checkpoint_steps must be an int >= 1 .*got"):
+        nde.ODEBlock(Field(), gradient="checkpoint", checkpoint_steps=steps)
+    with pytest.raises(ValueError, match="checkpoint_steps must be an int >= 1"):
+        nde.odeint(lambda t, y: -y, torch.ones(2), torch.tensor([0.0, 1.0]), gradient="checkpoint",
+                   checkpoint_steps=steps)
+
+
+@pytest.mark.parametrize("gradient", [float("nan"), 0, "Checkpoint", None.__class__])
+def test_gradient_must_be_one_of_the_three_names(gradient):
+    with pytest.raises(ValueError, match="gradient must be one of"):
+        nde.ODEBlock(Field(), gradient=gradient)

@@ -200,3 +200,18 @@ def test_the_pytest_plugin_checks_a_distribution_only_when_asked(tmp_path):
     assert without_options.returncode == 1 and "'steer_below'" in without_options.stdout
     assert "needs the option(s) b" in without_options.stdout
     assert pytest_run().returncode == 5  # nothing collected: the plugin adds nothing unless asked
+
+
+def test_options_for_a_plugin_the_distribution_does_not_register_are_refused():
+    with pytest.raises(ValueError, match=r"options given for \['nope'\], which nde-plugins-sample-pack does not"):
+        testing.check_distribution("nde-plugins-sample-pack", {"nope": {}})
+
+
+def test_the_pytest_plugin_refuses_options_that_are_not_a_json_object(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nde-plugins-check",
+                             "nde-plugins-sample-pack", "--nde-plugins-options", "[1, 2"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "--nde-plugins-options: not JSON" in result.stdout + result.stderr
