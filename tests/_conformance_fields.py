@@ -1,4 +1,4 @@
-"""Vector fields and method cases for tests/test_conformance.py.
+"""Method cases, a textbook Runge-Kutta step and two recording fields for tests/test_conformance.py.
 
 Everything here is plain torch: the fields are what a user would hand to ``torchdiffeq.odeint``,
 instrumented to record what the solver does to them (the exact times it evaluates at, the step
@@ -8,12 +8,12 @@ callbacks it makes), so the tests can compare a registered tableau with torchdif
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 from torch import nn
 
 import nde_plugins as nde
+from nde_plugins.testing._problems import exp_sin, exp_sin_exact
 
 F64 = torch.float64
 
@@ -72,25 +72,7 @@ def registered_cases() -> tuple[list[Case], list[Case]]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Problems
-
-
-def exp_sin(t, y):
-    """y' = cos(t) y: time dependent (so the nodes c matter), exact solution y0 * exp(sin t)."""
-    return torch.cos(t) * y
-
-
-def exp_sin_exact(t: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
-    return torch.exp(torch.sin(t))[:, None] * y0
-
-
-# Damped rotation with a time-dependent forcing; smooth, every method is in its asymptotic regime
-# at 20..160 steps on [0, 1].
-_ROT = torch.tensor([[-0.3, 3.0], [-3.0, -0.3]], dtype=F64)
-
-
-def forced_rotation(t, y):
-    return _ROT.to(y.dtype) @ y + torch.stack([torch.sin(2 * t), torch.zeros_like(t)]).to(y.dtype)
+# Problems (the shared ones live in the plugin kit, nde_plugins.testing._problems)
 
 
 class ExpSin(nn.Module):
@@ -113,173 +95,6 @@ class TimeRecorder(nn.Module):
     def forward(self, t, y):
         self.times.append(t.item())
         return self.base(t, y)
-
-
-class StepLog(nn.Module):
-    """A field with all three step callbacks, logging ``(kind, t0, dt)`` in call order."""
-
-    def __init__(self, base=exp_sin):
-        super().__init__()
-        self.base = base
-        self.log: list[tuple[str, float, float]] = []
-        self.times: list[float] = []
-        self.callback_states: list = []
-
-    def forward(self, t, y):
-        self.times.append(t.item())
-        return self.base(t, y)
-
-    def _record(self, kind, t0, y0, dt):
-        self.log.append((kind, float(t0), float(dt)))
-        self.callback_states.append(y0)
-
-    def callback_step(self, t0, y0, dt):
-        self._record("step", t0, y0, dt)
-
-    def callback_accept_step(self, t0, y0, dt):
-        self._record("accept", t0, y0, dt)
-
-    def callback_reject_step(self, t0, y0, dt):
-        self._record("reject", t0, y0, dt)
-
-    def of(self, kind: str) -> list[tuple[float, float]]:
-        return [(t0, dt) for k, t0, dt in self.log if k == kind]
-
-
-class GridLog(nn.Module):
-    """Like StepLog but with ``callback_step`` only: the one callback a fixed-grid solver makes."""
-
-    def __init__(self, base=exp_sin):
-        super().__init__()
-        self.base = base
-        self.log: list[tuple[str, float, float]] = []
-        self.callback_states: list = []
-
-    def forward(self, t, y):
-        return self.base(t, y)
-
-    def callback_step(self, t0, y0, dt):
-        self.log.append(("step", float(t0), float(dt)))
-        self.callback_states.append(y0)
-
-
-class AcceptOnly(nn.Module):
-    """Has ``callback_accept_step`` only: a fixed-grid solver never calls it."""
-
-    def forward(self, t, y):
-        return exp_sin(t, y)
-
-    def callback_accept_step(self, t0, y0, dt):
-        pass
-
-
-class RejectOnly(nn.Module):
-    def forward(self, t, y):
-        return exp_sin(t, y)
-
-    def callback_reject_step(self, t0, y0, dt):
-        pass
-
-
-class AcceptAndReject(nn.Module):
-    def forward(self, t, y):
-        return exp_sin(t, y)
-
-    def callback_accept_step(self, t0, y0, dt):
-        pass
-
-    def callback_reject_step(self, t0, y0, dt):
-        pass
-
-
-class StepOnly(nn.Module):
-    """Has ``callback_step`` only, which every solver supports: no warning expected."""
-
-    def forward(self, t, y):
-        return exp_sin(t, y)
-
-    def callback_step(self, t0, y0, dt):
-        pass
-
-
-class SmallMLP(nn.Module):
-    """A time-dependent two-layer tanh field, float64, with a fixed seed."""
-
-    def __init__(self, dim=2, hidden=8, seed=0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.w1 = nn.Parameter(torch.randn(hidden, dim, generator=g, dtype=F64) / math.sqrt(dim))
-        self.b1 = nn.Parameter(0.1 * torch.randn(hidden, generator=g, dtype=F64))
-        self.wt = nn.Parameter(torch.randn(hidden, generator=g, dtype=F64))
-        self.w2 = nn.Parameter(torch.randn(dim, hidden, generator=g, dtype=F64) / math.sqrt(hidden))
-
-    def forward(self, t, y):
-        return torch.tanh(y @ self.w1.T + self.b1 + t * self.wt) @ self.w2.T
-
-
-class Decay(nn.Module):
-    """y' = -k y with a learnable rate: y = exp(-k t), so y = 1/2 at t = ln 2 / k."""
-
-    def __init__(self, k=1.3):
-        super().__init__()
-        self.k = nn.Parameter(torch.tensor(k, dtype=F64))
-
-    def forward(self, t, y):
-        return -self.k * y
-
-
-class SwitchedRate(nn.Module):
-    """y' = y for t < 1/2 and y' = -y after: the derivative jumps at t = 1/2; y(1) = y0 exactly."""
-
-    JUMP = 0.5
-
-    @classmethod
-    def exact(cls, t: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
-        return torch.exp(torch.where(t < cls.JUMP, t, 2 * cls.JUMP - t))[:, None] * y0
-
-    def __init__(self):
-        super().__init__()
-        self.log: list[tuple[str, float, float]] = []
-        self.times: list[float] = []
-
-    def forward(self, t, y):
-        self.times.append(t.item())
-        return y if t < self.JUMP else -y
-
-    def callback_step(self, t0, y0, dt):
-        self.log.append(("step", float(t0), float(dt)))
-
-    def callback_accept_step(self, t0, y0, dt):
-        self.log.append(("accept", float(t0), float(dt)))
-
-    def callback_reject_step(self, t0, y0, dt):
-        self.log.append(("reject", float(t0), float(dt)))
-
-    def of(self, kind: str) -> list[tuple[float, float]]:
-        return [(t0, dt) for k, t0, dt in self.log if k == kind]
-
-
-class TupleField(nn.Module):
-    """A coupled linear system on a tuple state (a of shape (2,), b of shape (3,))."""
-
-    def __init__(self):
-        super().__init__()
-        self.callback_states: list = []
-
-    def forward(self, t, y):
-        a, b = y
-        da = torch.stack([a[1], -a[0]]) + 0.1 * torch.cos(t) * b[:2]
-        db = -0.5 * b + a.sum() * torch.tensor([1.0, 0.0, -1.0], dtype=b.dtype)
-        return da, db
-
-    def callback_step(self, t0, y0, dt):
-        self.callback_states.append(y0)
-
-
-def tuple_field_flat(t, y):
-    """TupleField on the concatenated state, for comparison."""
-    da, db = TupleField()(t, (y[:2], y[2:]))
-    return torch.cat([da, db])
 
 
 # ------------------------------------------------------------------------------------------------

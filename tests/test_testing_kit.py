@@ -123,7 +123,7 @@ def test_a_pair_whose_error_estimate_does_not_control_the_error_fails():
 
     with registered(register_tableaux=register_tableaux):
         message = failure_of("tableau", "weak_pair")
-    assert "adaptive solve at rtol = atol = 1e-6 is off by" in message
+    assert "adaptive_accuracy: an adaptive solve at rtol = atol = " in message and "is off by" in message
 
 
 @pytest.mark.parametrize(("factory", "rule"), [(ConstantPenalty, "carries no gradient"),
@@ -177,12 +177,11 @@ def test_a_distribution_whose_plugin_was_skipped_on_loading_fails(monkeypatch):
     from nde_plugins._plugin_rules import LoadError, PluginSource
 
     registry = nde.get_registry()
-    skipped = LoadError(PluginSource("broken", "entry point", "nde-plugins-sample-pack", "0.1.0"),
+    skipped = LoadError(PluginSource("broken", "entry point", "nde-plugins-example", "0.0.1"),
                         "importing it raised ImportError: no module named 'acme'")
     monkeypatch.setattr(type(registry), "load_errors", property(lambda self: [skipped]))
     with pytest.raises(testing.PluginCheckError, match="skipped on loading: importing it raised ImportError"):
-        testing.check_distribution("nde-plugins-sample-pack", {"steer_below": {"b": 0.5},
-                                                               "cyclic": {"members": ["rk2", "midpoint"]}}, quiet=True)
+        testing.check_distribution("nde-plugins-example", quiet=True)  # its two tableaux pass; the skipped one fails
 
 
 def test_the_pytest_plugin_checks_a_distribution_only_when_asked(tmp_path):
@@ -196,10 +195,20 @@ def test_the_pytest_plugin_checks_a_distribution_only_when_asked(tmp_path):
     asked = pytest_run("--nde-plugins-check", "nde-plugins-sample-pack", "--nde-plugins-options",
                        '{"steer_below": {"b": 0.5}, "cyclic": {"members": ["rk2", "midpoint"]}}')
     assert asked.returncode == 0 and "1 passed" in asked.stdout, asked.stdout[-2000:]
-    without_options = pytest_run("--nde-plugins-check", "nde-plugins-sample-pack")
-    assert without_options.returncode == 1 and "'steer_below'" in without_options.stdout
-    assert "needs the option(s) b" in without_options.stdout
+    failing = pytest_run("--nde-plugins-check", "nde-plugins-example", "--nde-plugins-options",
+                         '{"ssprk3": {"u": 0.5}}')
+    assert failing.returncode == 1 and "'ssprk3'" in failing.stdout, failing.stdout[-2000:]
     assert pytest_run().returncode == 5  # nothing collected: the plugin adds nothing unless asked
+
+
+def test_a_plugin_checked_without_the_options_its_factory_needs_fails_naming_them():
+    message = failure_of("end_time_sampler", "steer_below")
+    assert "needs the option(s) b" in message
+
+
+def test_options_given_to_a_plain_tableau_fail_instead_of_being_ignored():
+    message = failure_of("tableau", "ssprk3", {"u": 0.5})
+    assert "a tableau takes none" in message
 
 
 def test_options_for_a_plugin_the_distribution_does_not_register_are_refused():

@@ -8,12 +8,14 @@ passes they print one line per plugin checked and return those lines.
 
 What is checked, per kind (see the contract page of the docs for the rules themselves):
 
-- tableau (and family): every member tried (a family's defaults and members around them inside
-  its domain) solves through plain ``torchdiffeq.odeint`` on a fixed grid at its declared
-  convergence order, adaptively to the tolerance when it has an embedded pair, in float32 and
-  float64, backwards in time, with ``perturb``, with step callbacks, and through
-  ``odeint_adjoint`` with the gradients of backprop; a tableau that repeats the coefficients of
-  another registered or torchdiffeq method gets a warning.
+- tableau (and family): every member tried (a family's defaults and two members around them inside
+  its domain) keeps the rules of torchdiffeq's own solvers, ``MEMBER_CHECKS`` by name: on a fixed
+  grid its declared convergence order, step callbacks and the warning for unused ones, ``perturb``
+  stage times, ``grid_constructor``, events and the gradient of an event time, ``odeint_adjoint``
+  with the gradients of backprop, decreasing time, tuple states, float32 and float64, the caller's
+  options untouched; with an embedded pair, adaptively the same plus error control, accept/reject
+  callbacks, ``step_t``, ``jump_t``, ``min_step`` / ``max_step``. A tableau that repeats the
+  coefficients of another registered or torchdiffeq method gets a warning.
 - step regularizer: ``requires`` uses known words; in a training step of an ``ODEBlock`` that can
   serve it, the value is a finite scalar whose gradient reaches the field's parameters, and no
   statistic outside ``requires`` is read.
@@ -37,6 +39,7 @@ from typing import Any
 from ..plugins import get_registry
 from ._fields import PluginCheckWarning
 from ._kinds import check_diffusion, check_end_time_sampler, check_regularizer, check_schedule
+from ._solver_api import MEMBER_CHECKS, MemberCheck
 from ._tableaux import check_tableau
 
 #: The kinds, as the registry names them, and their checks: ``check(name, obj, options) -> failures``.
@@ -119,4 +122,5 @@ def _normalized(name: str | None) -> str:
     return (name or "").lower().replace("_", "-")
 
 
-__all__ = ["CHECKS", "PluginCheckError", "PluginCheckWarning", "check_distribution", "check_plugin"]
+__all__ = ["CHECKS", "MEMBER_CHECKS", "MemberCheck", "PluginCheckError", "PluginCheckWarning", "check_distribution",
+           "check_plugin"]
