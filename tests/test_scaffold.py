@@ -54,7 +54,7 @@ FAULTS = {
     "pair whose estimate controls nothing": ("tableau", "    order=3,\n",
                                              "    order=3,\n    b_hat=[1 / 6 + 1e-6, 2 / 3 - 1e-6, 1 / 6],\n"
                                              "    embedded_order=1,\n",
-                                             "its embedded pair does not control the error"),
+                                             "the embedded pair does not control the error"),
     "module that cannot be imported": ("regularizer", "import torch\n", "import torch\nimport acme_no_such_module\n",
                                        "skipped on loading"),
     "schedule alternating in evaluation": ("schedule", "if not state.training or state.iteration % self.every:",

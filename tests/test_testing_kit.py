@@ -126,6 +126,28 @@ def test_a_pair_whose_error_estimate_does_not_control_the_error_fails():
     assert "adaptive_accuracy: an adaptive solve at rtol = atol = " in message and "is off by" in message
 
 
+def _collapsing_pair(u):
+    """Ralston-like rk2 pairs with Euler embedded at the default u = 1/2; away from it the embedded solution
+    moves to within 1e-6 of b, so the error estimate collapses: valid tableaux, a useless controller."""
+    b = (1 - 1 / (2 * u), 1 / (2 * u))
+    share = 1.0 if u == 0.5 else 1e-6
+    b_hat = tuple(bi + (ei - bi) * share for bi, ei in zip(b, (1.0, 0.0)))
+    return Tableau(f"collapsing_u{u:g}".replace(".", "p"), c=(0.0, u), a=((), (u,)), b=b, order=2, b_hat=b_hat)
+
+
+def test_a_family_that_breaks_only_away_from_its_defaults_fails_naming_the_members():
+    family = nde.TableauFamily("collapsing", ("u",), {"u": 0.5}, _collapsing_pair, [("0.25 <= u <= 1", lambda u:
+                                                                                     0.25 <= u <= 1)])
+
+    def register_tableaux(register):
+        register(family)
+
+    with registered(register_tableaux=register_tableaux):
+        message = failure_of("tableau", "collapsing")
+    assert "member {'u': 0.6}: adaptive_accuracy" in message and "member {'u': 0.4}: adaptive_accuracy" in message
+    assert "member {'u': 0.5}" not in message  # the default member keeps every rule
+
+
 @pytest.mark.parametrize(("factory", "rule"), [(ConstantPenalty, "carries no gradient"),
                                                (SneakyPenalty, "add 'stiffness' to its requires")])
 def test_a_regularizer_breaking_the_contract_fails(factory, rule):

@@ -484,6 +484,7 @@ class MemberCheck:
     adaptive: bool = False
 
     def applies(self, tableau: Tableau) -> bool:
+        """Whether the rule concerns this member (adaptive rules need an embedded pair)."""
         return not self.adaptive or tableau.b_hat is not None
 
     def __call__(self, method: str, params: Mapping[str, float], tableau: Tableau) -> list[str]:
