@@ -188,6 +188,9 @@ def check_supported(regularizers: list[WeightedRegularizer], plan, gradient: str
                 f"method {plan.method!r} has none (c = {list(plan.c)}). dopri5, tsitouras5, dormand_prince and "
                 "the non-FSAL pairs run adaptively (which add a stage at c = 1) have one"
             )
+        if "field" in needs and plan.kind == "sde":
+            raise ValueError(f"{reg.label} evaluates the vector field again along the solution's own flow, which an "
+                             "SDE's paths do not follow; use it with ODEBlock")
         if "stages" in needs and plan.mode == "other" and plan.kind == "sde":
             raise ValueError(
                 f"{reg.label} reads per-step records, which SDE solves keep with "

@@ -49,6 +49,8 @@ REQUIRES: Mapping[str, str] = {
     "graph": "values that carry the solve's graph: refused with gradient='adjoint' unless the regularizer has an "
              "integrand",
     "input_grad": "the block makes its input require grad, so the first stage has a Jacobian too",
+    "field": "the vector field the solver evaluated, kept with the stages (``stats.quadrature_fields``) for a "
+             "regularizer that evaluates it again; under the adjoint ``integrand(y0, field)`` gets it",
 }
 
 #: The statistics a regularizer reads through ``StepStats`` (the other words are about the mode).

@@ -110,6 +110,7 @@ def _observed_solve(func, y0, t, name, opts, plan, rtol, atol, gradient, keep_st
         stats=stats,
         replays=gradient == "checkpoint",
         end=float(t[-1]),
+        vector_field=func,
         **recording,
     )
     opts["norm"] = recorder.norm
@@ -395,7 +396,10 @@ class ODEBlock(BlockCore):
             raise ValueError("ODEBlock: integral regularizers under gradient='adjoint' need a tensor state, got a "
                              "tuple; use gradient='checkpoint' or 'backprop' for tuple states")
         regs = [self.regularizers[i] for i in self._integrated]
-        augmented = IntegralField(field, [reg.regularizer.integrand(y0) for reg in regs],
+        # A regularizer that requires "field" evaluates the field again in its integrand: it is given the
+        # field as the solver evaluates it (time-mapped under per-sample end times).
+        augmented = IntegralField(field, [reg.regularizer.integrand(y0, field) if "field" in reg.requires
+                                          else reg.regularizer.integrand(y0) for reg in regs],
                                   input_grad=any("input_grad" in reg.requires for reg in regs),
                                   labels=[reg.label for reg in regs])
         opts = {**opts, "norm": state_norm(opts.get("norm") or _torchdiffeq.default_norm(False))}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -149,6 +149,9 @@ class StepRecord:
     # The share of the step inside the solve's interval: below 1 for the last step of an adaptive
     # solve, which usually overshoots the end (the end value is interpolated inside it).
     inside: float = 1.0
+    # The vector field the solver evaluated (in the solver's time), kept with the stages for
+    # regularizers that evaluate it again (``requires`` "field"); dropped when pickled.
+    vector_field: Callable | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -178,7 +181,9 @@ class StepStats:
         # Deferred estimates are closures, which pickle cannot store: they are filled in first. (The
         # records of a training call keep their graph; torch.save stores the values.)
         self.steps  # noqa: B018 - runs the pending estimates
-        return {**self.__dict__, "_pending": [], "_reader": None}
+        # The vector field is the model's, not part of the record: a pickled record keeps the values.
+        steps = [replace(step, vector_field=None) if step.vector_field is not None else step for step in self._steps]
+        return {**self.__dict__, "_steps": steps, "_pending": [], "_reader": None}
 
     @property
     def steps(self) -> list[StepRecord]:
@@ -280,7 +285,7 @@ class StepRecorder:
         self, plan: SolverPlan, *, keep_stages: bool, base_norm: Callable, direction: float,
         rtol: float, atol: float, stats: StepStats | None = None, stiffness: bool | None = None,
         store_stages: bool | None = None, error_graph: bool = True, replays: bool = False,
-        end: float | None = None,
+        end: float | None = None, vector_field: Callable | None = None,
     ) -> None:
         """``keep_stages``: watch the stage values of every step (the stiffness estimate and the
         error estimate of fixed-grid pairs are formed from them). ``store_stages``: also keep them
@@ -290,6 +295,8 @@ class StepRecorder:
         step until the statistics are dropped. ``replays``: evaluations after the forward solve are
         segments recomputed for ``gradient="checkpoint"`` (``nfe_replay``), not an adjoint solve.
         ``end``: the solve's last time, for the share of an overshooting last step inside it.
+        ``vector_field``: the vector field as the solver evaluates it (unobserved), kept in the records
+        with their stages.
         """
         # ``stats`` given: this solve is one part of a forward call and adds to its record.
         self.stats = stats if stats is not None else StepStats(plan, rtol=rtol, atol=atol)
@@ -304,6 +311,7 @@ class StepRecorder:
         self._end = None if end is None else direction * end
         self.base_norm = base_norm
         self.direction = direction
+        self.vector_field = vector_field
         self.adaptive = plan.mode == "adaptive"
         self.fixed = plan.mode == "fixed"
         # Fixed grids: whether each step's starting state is finite, taken without a sync; read only
@@ -424,7 +432,7 @@ class StepRecorder:
             stages = [self._f0, *self._window[: self.plan.stages - 1]]
             if len(stages) == self.plan.stages:
                 if self.store_stages:
-                    record.stages = stages
+                    record.stages, record.vector_field = stages, self.vector_field
                 self._stiffness(record, stages)
                 if accepted:
                     self._f0 = stages[-1]  # FSAL: the last stage is f(t1, y1)
@@ -439,7 +447,7 @@ class StepRecorder:
         if self.keep_stages and self._window is not None and len(self._window) >= self.plan.stages:
             stages = self._window[: self.plan.stages]
             if self.store_stages:
-                record.stages = stages
+                record.stages, record.vector_field = stages, self.vector_field
             self._stiffness(record, stages)
             if self.plan.b_hat is not None:
                 # Formed when first read, like S_j: no tensor work inside the solve besides the
@@ -489,20 +497,39 @@ def quadrature_nodes(stats: StepStats) -> tuple[list[Stage], list[float]]:
     (stages with b_i = 0 left out), over the solve's interval: an adaptive solve's last step, which
     overshoots the end, is weighted by its dense output up to the end. Raises ``ValueError`` if
     stage values were not recorded."""
+    stages, weights, _ = _quadrature(stats, with_fields=False)
+    return stages, weights
+
+
+def quadrature_fields(stats: StepStats) -> tuple[list[Stage], list[float], list[Callable]]:
+    """``quadrature_nodes`` and, per stage, the vector field the solver evaluated there (for
+    regularizers that evaluate it again, which declare ``"field"`` in ``requires``)."""
+    return _quadrature(stats, with_fields=True)
+
+
+def _quadrature(stats: StepStats, with_fields: bool) -> tuple[list[Stage], list[float], list[Callable]]:
     if stats._reader is not None:
         refuse_undeclared_read(stats._reader, "stages")
+        if with_fields:
+            refuse_undeclared_read(stats._reader, "field")
     stages: list[Stage] = []
     weights: list[float] = []
+    fields: list[Callable] = []
     for step in stats.accepted:
         if step.stages is None:
             raise ValueError(f"method {stats.method!r}: stage values were not recorded for this solve")
+        if with_fields and step.vector_field is None:
+            raise ValueError(f"method {stats.method!r}: the vector field was not kept with these statistics "
+                             "(restored from a pickle, or recorded by an SDE solve)")
         # An overshooting last step counts only up to the end time, by its dense output's weights.
         b = stats.plan.b if step.inside == 1.0 else stats.plan.partial_weights(step.inside)
         for bi, stage in zip(b, step.stages):
             if bi != 0.0:
                 stages.append(stage)
                 weights.append(abs(step.h) * bi)
-    return stages, weights
+                if with_fields:
+                    fields.append(step.vector_field)
+    return stages, weights, fields
 
 
 def step_quadrature(stats: StepStats, integrand: Callable[[Stage], torch.Tensor]) -> torch.Tensor:

@@ -333,7 +333,7 @@ def test_the_contract_module_imports_no_built_in_plugin():
     assert local == [], f"contract.py imports {local} from the library"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert set(nde.REQUIRES) == {"error_estimate", "stiffness", "stages", "graph", "input_grad"}
+        assert set(nde.REQUIRES) == {"error_estimate", "stiffness", "stages", "graph", "input_grad", "field"}
 
 
 # -- the command line: a plugin that breaks the contract gives one line naming it, exit 2 -----------

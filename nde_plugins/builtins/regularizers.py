@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import torch
 
+from .._taylor import MAX_ORDER, TaylorRate, squared_norm, total_derivative
 from ..hookspecs import hookimpl
-from ..stats import Stage, StepStats, batch_size, flat, quadrature_nodes, step_quadrature
+from ..stats import Stage, StepStats, batch_size, flat, quadrature_fields, quadrature_nodes, step_quadrature
 
 #: Size of dopri5's stability region along the negative real axis. The authors' code divides the
 #: stiffness estimate by it, so that S_j * |h| ~ 1 means "at the edge of stability".
@@ -157,12 +158,52 @@ class _JacobianRate:
         return vjp.reshape(batch_size(y), -1).square().sum(1)
 
 
+class TaylorDerivative:
+    """TayNODE's penalty (Kelly et al. 2020): the integral of ||d^K z/dt^K||^2 along the solve, per
+    sample and averaged over the batch, K = ``order`` in 2..4.
+
+    The derivatives are total derivatives along the field's own flow (``_taylor.total_derivative``:
+    nested forward-mode products), taken at the stages the solver evaluated and summed with its own
+    quadrature weights, like ``kinetic_energy``: sum_j |h_j| sum_i b_i ||d^K z/dt^K (t_i, Y_i)||^2.
+    Each stage costs about 2^(K-1) more evaluations of the field. Under ``gradient="adjoint"`` the
+    integrand is solved as an extra state component instead. (TayNODE's own code integrates it as a
+    state component in every mode, so there it also enters the step-size control; here the steps
+    are those of the plain solve.)
+    """
+
+    requires = frozenset({"stages", "field", "graph"})
+
+    def __init__(self, order: int = 2) -> None:
+        if isinstance(order, bool) or not isinstance(order, int) or not 2 <= order <= MAX_ORDER:
+            raise ValueError(f"taylor: order must be an integer K in 2..{MAX_ORDER} (the K-th derivative; "
+                             f"K = 1 is kinetic_energy), got {order!r}")
+        self.order = order
+
+    def __call__(self, stats: StepStats) -> torch.Tensor:
+        stages, weights, fields = quadrature_fields(stats)
+        if not stages:
+            return torch.zeros(())
+        total = None
+        for stage, weight, field in zip(stages, weights, fields):
+            if not isinstance(stage.y, torch.Tensor):
+                raise ValueError("taylor: the state is a tuple; the Taylor penalty needs a tensor state")
+            derivative = total_derivative(field, stage.t, stage.y, self.order, stage.k)
+            term = weight * squared_norm(derivative).sum()
+            total = term if total is None else total + term
+        return total / batch_size(stages[0].y)
+
+    def integrand(self, y0: torch.Tensor, field) -> TaylorRate:
+        """||d^K z/dt^K||^2 per sample, integrated as an extra state component under ``gradient="adjoint"``."""
+        return TaylorRate(field, self.order)
+
+
 @hookimpl
 def register_step_regularizers(register):
     register("error_estimate", ErrorEstimate)
     register("stiffness", Stiffness)
     register("kinetic_energy", KineticEnergy)
     register("jacobian_frobenius", JacobianFrobenius)
+    register("taylor", TaylorDerivative)
 
 
 # ------------------------------------------------------------------------------------------------
