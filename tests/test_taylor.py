@@ -198,3 +198,18 @@ def test_the_block_survives_pickle_deepcopy_and_state_dict_after_a_call():
     fresh = nde.ODEBlock(Linear(torch.zeros(2, 2, dtype=F64)), method="dopri5", regularizers={"taylor": 1.0})
     fresh.load_state_dict(block.state_dict())
     torch.testing.assert_close(fresh(x), before)
+
+
+def test_a_field_vmap_cannot_batch_is_evaluated_stage_by_stage_with_the_same_value():
+    class Branchy(Linear):
+        def forward(self, t, z):
+            scale = 2.0 if float(t) > 10 else 1.0  # data-dependent Python control flow: vmap refuses it
+            return scale * (z @ self.A.T)
+
+    x = torch.tensor([[1.0, 0.5], [0.3, -0.2]], dtype=F64)
+    values = []
+    for field in (Linear(), Branchy()):
+        block = nde.ODEBlock(field, method="dopri5", regularizers={"taylor": (1.0, {"order": 3})})
+        block(x)
+        values.append(block.regularization().item())
+    assert values[1] == pytest.approx(values[0], rel=1e-12)

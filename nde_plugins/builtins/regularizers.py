@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .._taylor import MAX_ORDER, TaylorRate, squared_norm, total_derivative
+from .._taylor import MAX_ORDER, TaylorRate, stage_derivatives
 from ..hookspecs import hookimpl
 from ..stats import Stage, StepStats, batch_size, flat, quadrature_fields, quadrature_nodes, step_quadrature
 
@@ -183,18 +183,33 @@ class TaylorDerivative:
         stages, weights, fields = quadrature_fields(stats)
         if not stages:
             return torch.zeros(())
+        if not all(isinstance(stage.y, torch.Tensor) for stage in stages):
+            raise ValueError("taylor: the state is a tuple; the Taylor penalty needs a tensor state")
+        # The stages of one solve share a field and a shape; a call may hold several solves (an output
+        # ensemble's members), each evaluated in one batched product.
         total = None
-        for stage, weight, field in zip(stages, weights, fields):
-            if not isinstance(stage.y, torch.Tensor):
-                raise ValueError("taylor: the state is a tuple; the Taylor penalty needs a tensor state")
-            derivative = total_derivative(field, stage.t, stage.y, self.order, stage.k)
-            term = weight * squared_norm(derivative).sum()
+        for group in _by_field(stages, weights, fields):
+            field, members = group
+            t = torch.stack([stage.t for stage, _ in members])
+            y = torch.stack([stage.y for stage, _ in members])
+            k = torch.stack([stage.k for stage, _ in members])
+            w = torch.tensor([weight for _, weight in members], dtype=y.dtype, device=y.device)
+            derivatives = stage_derivatives(field, t, y, k, self.order)
+            term = (derivatives.reshape(len(members), -1).square().sum(1) * w).sum()
             total = term if total is None else total + term
         return total / batch_size(stages[0].y)
 
     def integrand(self, y0: torch.Tensor, field) -> TaylorRate:
         """||d^K z/dt^K||^2 per sample, integrated as an extra state component under ``gradient="adjoint"``."""
         return TaylorRate(field, self.order)
+
+
+def _by_field(stages: list[Stage], weights: list[float], fields: list) -> list[tuple]:
+    """(field, [(stage, weight), ...]) per distinct field object, in order of first appearance."""
+    groups: dict[int, tuple] = {}
+    for stage, weight, field in zip(stages, weights, fields):
+        groups.setdefault(id(field), (field, []))[1].append((stage, weight))
+    return list(groups.values())
 
 
 @hookimpl
