@@ -17,7 +17,7 @@ from .. import get_registry
 from .._plugin_values import plugin_label
 from .._regularization import ExponentialAnnealing, build_regularizers
 from ..contract import build_plugin
-from ..experiments.tasks import DEFAULT_WEIGHTS
+from ..experiments.tasks import default_weights
 from ..specs import option_value, split_spec
 from ._usage import one_line
 
@@ -56,11 +56,12 @@ def _weight(key: str, text: str, zero_allowed: bool) -> float:
     return value
 
 
-def read_regularizer(spec: str, epochs: int) -> tuple[str, dict[str, Any]]:
+def read_regularizer(spec: str, epochs: int, task: str = "digits") -> tuple[str, dict[str, Any]]:
     """``NAME[:weight=W,opt=V,...]`` or ``NAME:start=A,end=B`` as ``(name, {"weight": ..., **options})``.
 
     ``start=A,end=B`` anneals the weight exponentially over ``epochs``; without a weight the task's
-    default weight is taken. The regularizer is built once to check its options.
+    default weight (``tasks.default_weights(task)``) is taken. The regularizer is built once to check
+    its options.
     """
     name, factory, raw = _read(spec, "step_regularizer", "regularizer", "error_estimate:weight=0.1")
     weight: float | ExponentialAnnealing
@@ -71,8 +72,8 @@ def read_regularizer(spec: str, epochs: int) -> tuple[str, dict[str, Any]]:
         weight = ExponentialAnnealing(start, end, epochs)
     elif "weight" in raw:
         weight = _weight("weight", raw.pop("weight"), True)
-    elif name in DEFAULT_WEIGHTS:
-        weight = DEFAULT_WEIGHTS[name]
+    elif name in default_weights(task):
+        weight = default_weights(task)[name]
     else:
         raise ValueError(f"no weight given and {name!r} has no default; write {name}:weight=W")
     options = {key: option_value(value) for key, value in raw.items()}

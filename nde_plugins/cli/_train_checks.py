@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import get_registry
 from .._regularization import ExponentialAnnealing
-from ..experiments.tasks import DEFAULT_WEIGHTS, interval
+from ..experiments.tasks import default_weights, interval
 from ..solvers import resolve_solver
 from ._args import MAX_SEED
 from ._plugin_specs import read_end_time, read_regularizer, read_schedule, required_options
@@ -23,8 +23,8 @@ from ._train_report import EndTime
 from ._usage import UsageError, argument, check_block
 
 #: train's arguments that belong to one task only (argument -> the config field it sets).
-TASK_ONLY = {"digits": {"--epochs": "epochs"},
-             "stiff": {"--iterations": "iterations", "--stiffness-ratio": "stiffness_ratio", "--variant": "variant"}}
+TASK_ONLY = {"--epochs": ("epochs", ("digits", "timeseries")), "--iterations": ("iterations", ("stiff",)),
+             "--stiffness-ratio": ("stiffness_ratio", ("stiff",)), "--variant": ("variant", ("stiff",))}
 #: train's arguments whose default depends on the task (taken from the task's config class).
 TASK_DEFAULTS = ("rtol", "atol", "lr", "batch_size", "epochs", "iterations", "stiffness_ratio", "variant")
 
@@ -34,6 +34,10 @@ def _config_class(task: str) -> type:
         from ..experiments.stiff import StiffConfig
 
         return StiffConfig
+    if task == "timeseries":
+        from ..experiments.timeseries import SeriesConfig
+
+        return SeriesConfig
     from ..experiments.digits import TrainConfig
 
     return TrainConfig
@@ -53,10 +57,10 @@ def check_train_arguments(args: argparse.Namespace) -> None:
 
     Also fills in the defaults that depend on the task (tolerances, learning rate, batch size, ...).
     """
-    for task, arguments in TASK_ONLY.items():
-        for flag, attr in arguments.items():
-            if args.task != task and getattr(args, attr) is not None:
-                raise UsageError(f"argument {flag}: only applies with --task {task}; drop it or add --task {task}")
+    for flag, (attr, tasks) in TASK_ONLY.items():
+        if args.task not in tasks and getattr(args, attr) is not None:
+            names = " or ".join(f"--task {task}" for task in tasks)
+            raise UsageError(f"argument {flag}: only applies with {names}; drop it or add {names.split(' or ')[0]}")
     defaults = {f.name: f.default for f in dataclasses.fields(_config_class(args.task))}
     for attr in TASK_DEFAULTS:
         if getattr(args, attr) is None and attr in defaults:
@@ -82,7 +86,7 @@ def given_regularizers(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     given: dict[str, dict[str, Any]] = {}
     for spec in args.regularizer:
         with argument(f"--regularizer {spec!r}"):
-            name, value = read_regularizer(spec, args.epochs or 1)
+            name, value = read_regularizer(spec, args.epochs or 1, args.task)
         if name in given:
             raise UsageError(f"argument --regularizer: {name!r} is given twice; give each regularizer once")
         if args.task == "stiff" and isinstance(value["weight"], ExponentialAnnealing):
@@ -126,8 +130,8 @@ def variants(args: argparse.Namespace, given: dict[str, dict[str, Any]],
                 changes["end_time"], changes["end_time_options"] = name, options
             elif name in given:
                 regularizers[name] = given[name]
-            elif name in DEFAULT_WEIGHTS:
-                regularizers[name] = {"weight": DEFAULT_WEIGHTS[name]}
+            elif name in default_weights(args.task):
+                regularizers[name] = {"weight": default_weights(args.task)[name]}
             else:
                 raise UsageError(
                     f"argument --compare: variant {item!r} uses {name!r}, which has no default weight; "

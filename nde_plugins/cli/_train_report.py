@@ -30,9 +30,15 @@ def stiff_header(args: argparse.Namespace) -> str:
             f"atol={args.atol:g}, RMSprop lr={args.lr:g}, batch {args.batch_size}, {args.iterations} iterations")
 
 
+def series_header(args: argparse.Namespace) -> str:
+    """The time-series task's settings on one line (the start of every timeseries title)."""
+    return (f"timeseries (latent ODE, masked MSE), {solver_text(args)}, Adam lr={args.lr:g}, batch {args.batch_size}, "
+            f"{args.epochs} epochs")
+
+
 def run_title(args: argparse.Namespace, given: dict[str, dict[str, Any]], end_time: EndTime) -> str:
-    """One line naming a single digits or stiff run (the figure's title)."""
-    task = stiff_header(args) if args.task == "stiff" else \
+    """One line naming a single digits, stiff or timeseries run (the figure's title)."""
+    task = stiff_header(args) if args.task == "stiff" else series_header(args) if args.task == "timeseries" else \
         f"digits, {solver_text(args)}, {args.epochs} epochs"
     return (f"{task}, regularizers: {_regularizers(given)}, end time: {describe_end_time(args.task, end_time)}"
             + (f", gradient {args.gradient}" if args.gradient != "backprop" else "") + f", seed {args.seed}")
@@ -60,6 +66,19 @@ def print_stiff(args: argparse.Namespace, result: Any, given: dict[str, dict[str
     print(f"  training time    {result.train_time_s:.2f} s (evaluations: {result.eval_time_s:.2f} s)")
     print(f"  training NFE     {result.nfe_train:.1f} per iteration (forward)")
     print(f"  test NFE         {result.nfe_test} (last evaluation, y(0) = 0 over [0, 25])")
+
+
+def print_timeseries(args: argparse.Namespace, result: Any, given: dict[str, dict[str, Any]],
+                     end_time: EndTime) -> None:
+    """The numbers of one timeseries run."""
+    print(f"{series_header(args)}, regularizers: {_regularizers(given)}, end time: "
+          f"{describe_end_time(args.task, end_time)}, seed {args.seed}, "
+          + (f"gradient {args.gradient}, " if args.gradient != "backprop" else "") + f"{args.threads} thread(s)")
+    print(f"  train loss       {1e3 * result.train_loss:.2f} x 1e-3 (masked MSE)")
+    print(f"  test loss        {1e3 * result.test_loss:.2f} x 1e-3")
+    print(f"  prediction NFE   {result.nfe_predict}")
+    print(f"  training time    {result.train_time_s:.2f} s")
+    print(f"  prediction time  {result.predict_time_s:.4f} s")
 
 
 def print_ranks(args: argparse.Namespace, result: Any, backend: str) -> None:

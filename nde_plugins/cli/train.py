@@ -33,15 +33,25 @@ from ._train_checks import (
     resolve_gradient_arguments,
     variants,
 )
-from ._train_report import plot_training, print_digits, print_ranks, print_stiff, run_title, solver_text, stiff_header
+from ._train_report import (
+    plot_training,
+    print_digits,
+    print_ranks,
+    print_stiff,
+    print_timeseries,
+    run_title,
+    series_header,
+    solver_text,
+    stiff_header,
+)
 from ._train_synthetic import train_synthetic
-from ._usage import UsageError, write_figure
+from ._usage import UsageError, argument, write_figure
 from .launch import BACKENDS, check_global_batch, check_processes, process_group, torchrun_world
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Check the whole command line, then train: one run, the --compare table, or on several processes."""
-    from ..experiments import digits, stiff
+    from ..experiments import digits, stiff, timeseries
 
     if args.method is None:
         args.method = "euler" if args.task in SYNTHETIC_TASKS else "dopri5"
@@ -50,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resolve_gradient_arguments(args)
     if args.task in SYNTHETIC_TASKS:
         return train_synthetic(args)
-    from ..experiments.compare import COLUMNS, STIFF_COLUMNS, compare_configs, format_table
+    from ..experiments.compare import COLUMNS, SERIES_COLUMNS, STIFF_COLUMNS, compare_configs, format_table
 
     check_train_arguments(args)
     check_global_batch(args, processes)
@@ -71,6 +81,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                                       iterations=args.iterations, **common)
         run, columns, printer = stiff.train_stiff, STIFF_COLUMNS, print_stiff
         header = f"{stiff_header(args)}, {args.seeds} seeds (mean +- std), {args.threads} thread(s)"
+    elif args.task == "timeseries":
+        schedule = read_schedule(args.schedule) if args.schedule is not None else (None, {})
+        base = timeseries.SeriesConfig(epochs=args.epochs, step_size=args.step_size, schedule=schedule[0],
+                                       schedule_options=schedule[1], **common)
+        with argument("--schedule"):
+            timeseries.build_block(base)  # a schedule that needs labels is refused before training
+        run, columns, printer = timeseries.train_timeseries, SERIES_COLUMNS, print_timeseries
+        header = f"{series_header(args)}, {args.seeds} seeds (mean +- std), {args.threads} thread(s)"
     else:
         schedule = read_schedule(args.schedule) if args.schedule is not None else (None, {})
         base = digits.TrainConfig(epochs=args.epochs, step_size=args.step_size, schedule=schedule[0],
@@ -121,30 +139,34 @@ def add_parser(sub: Any) -> None:
     """The ``train`` subcommand and its arguments."""
     p = command(sub, "train", "train a Neural ODE on an embedded task, optionally with regularizers and a "
                               "random end time")
-    p.add_argument("--task", choices=["digits", "stiff", *SYNTHETIC_TASKS], default="digits",
+    p.add_argument("--task", choices=["digits", "stiff", "timeseries", *SYNTHETIC_TASKS], default="digits",
                    help="digits: classifier on scikit-learn's 8x8 digits; stiff: seed 003's stiff toy ODE; "
+                        "timeseries: latent-ODE interpolation of irregularly sampled synthetic series (seed 004); "
                         "spheres, three_minima: seed 002's synthetic sets (default %(default)s)")
     p.add_argument("--method", type=method_spec, default=None,
                    help="torchdiffeq method, registered tableau or family spec (default dopri5; euler for "
                         "spheres and three_minima)")
     p.add_argument("--rtol", type=positive_float, default=None,
-                   help="relative tolerance > 0 (default 1.4e-8 for digits, 1e-7 for stiff)")
+                   help="relative tolerance > 0 (default 1.4e-8 for digits, 1e-7 for stiff, 1e-5 for timeseries)")
     p.add_argument("--atol", type=positive_float, default=None,
-                   help="absolute tolerance > 0 (default 1.4e-8 for digits, 1e-9 for stiff)")
+                   help="absolute tolerance > 0 (default 1.4e-8 for digits, 1e-9 for stiff, 1e-5 for timeseries)")
     p.add_argument("--regularizer", type=regularizer_spec, action="append", default=[], metavar="NAME[:weight=W,...]",
                    help="step regularizer (repeatable, each name once); weight=W is a finite number >= 0, "
                         "start=A,end=B (both > 0) anneals exponentially over the epochs")
     p.add_argument("--step-size", type=positive_float, default=None,
-                   help="digits: run --method on a fixed grid with this step (a family such as rk2 needs one)")
+                   help="digits, timeseries: run --method on a fixed grid with this step (a family such as rk2 needs "
+                        "one)")
     p.add_argument("--schedule", type=schedule_spec, default=None, metavar="NAME[:option=V,...]",
-                   help="digits: a solver schedule, e.g. smoothing:sigma=0.0125, switching:u=0.5|0.5125|0.4875, "
-                        "step_adaption (lists use '|')")
+                   help="digits, timeseries: a solver schedule, e.g. smoothing:sigma=0.0125, "
+                        "switching:u=0.5|0.5125|0.4875, step_adaption (digits only: it compares accuracies; lists "
+                        "use '|')")
     p.add_argument("--end-time", type=end_time_spec, default=None, metavar="NAME[:option=V,...]",
                    help="end-time sampler for training (seed 003, STEER), e.g. steer:b=0.5 draws T ~ U(t1 - b, "
                         "t1 + b) per training call, with 0 < b < |t1 - t0|; per_sample=true draws one T per sample; "
                         "evaluation integrates to t1. On the stiff task steer's default b is the authors' "
                         "dt - 0.001")
-    p.add_argument("--epochs", type=positive_int, default=None, help="digits: epochs, >= 1 (default 15)")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="digits, timeseries: epochs, >= 1 (default 15 for digits, 20 for timeseries)")
     p.add_argument("--iterations", type=positive_int, default=None,
                    help="stiff: training iterations, >= 1 (default 3000, the authors' README)")
     p.add_argument("--stiffness-ratio", type=stiffness_ratio, default=None, metavar="R",
@@ -161,9 +183,10 @@ def add_parser(sub: Any) -> None:
                         "end-time sampler, e.g. vanilla,error_estimate,stiffness,error_estimate+stiffness or "
                         "vanilla,steer (with --end-time steer:b=... for its options)")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="batch size, >= 1 (default 128 for digits, 20 for stiff)")
+                   help="batch size, >= 1 (default 128 for digits, 20 for stiff, 64 for timeseries)")
     p.add_argument("--lr", type=positive_float, default=None,
-                   help="learning rate > 0: Adam for digits (default 3e-3), RMSprop for stiff (default 1e-4)")
+                   help="learning rate > 0: Adam for digits (default 3e-3) and timeseries (default 1e-2), RMSprop "
+                        "for stiff (default 1e-4)")
     p.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="digits: train data-parallel on N local processes (DistributedDataParallel), launched "
                         "through torchrun (python -m torch.distributed.run --standalone --nproc_per_node N); "
@@ -173,12 +196,12 @@ def add_parser(sub: Any) -> None:
                    help="process-group backend across processes (default: nccl for a model on CUDA, gloo otherwise; "
                         "the digits task trains on the CPU, so gloo)")
     p.add_argument("--gradient", choices=GRADIENTS, default=None,
-                   help="digits, stiff: how gradients are computed: backprop (default: through the solver's steps, "
-                        "memory grows with them), adjoint (odeint_adjoint: flat memory; regularizers other than "
-                        "kinetic_energy and jacobian_frobenius are refused) or checkpoint (backprop's gradients, the "
-                        "steps recomputed segment by segment in the backward pass: memory grows like the square "
-                        "root of the steps, one more evaluation per step). Backward and recomputed field "
-                        "evaluations are counted and plotted")
+                   help="digits, stiff, timeseries: how gradients are computed: backprop (default: through the "
+                        "solver's steps, memory grows with them), adjoint (odeint_adjoint: flat memory; regularizers "
+                        "other than kinetic_energy, jacobian_frobenius and taylor are refused) or checkpoint "
+                        "(backprop's gradients, the steps recomputed segment by segment in the backward pass: "
+                        "memory grows like the square root of the steps, one more evaluation per step). Backward "
+                        "and recomputed field evaluations are counted and plotted")
     p.add_argument("--adjoint", action="store_true", help="the same as --gradient adjoint")
     p.add_argument("--plot", type=plot_path, default=None, metavar="PATH",
                    help="write a figure (.png, .pdf or .svg; needs the plots extra): loss, accuracy and NFE per "

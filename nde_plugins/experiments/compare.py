@@ -27,6 +27,15 @@ STIFF_COLUMNS = (
     ("test NFE", "nfe_test", "{:.0f}"),
 )
 
+#: The same for the time-series task (``SeriesResult``); losses x 1e-3, as the seed's Table 2.
+SERIES_COLUMNS = (
+    ("train loss e-3", "train_loss_e3", "{:.2f}"),
+    ("test loss e-3", "test_loss_e3", "{:.2f}"),
+    ("train time s", "train_time_s", "{:.2f}"),
+    ("predict time s", "predict_time_s", "{:.4f}"),
+    ("NFE", "nfe_predict", "{:.1f}"),
+)
+
 Config = TypeVar("Config")
 Result = TypeVar("Result")
 

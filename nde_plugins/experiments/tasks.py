@@ -28,11 +28,19 @@ STIFFNESS_DEFAULT_WEIGHT = 0.0285
 #: Weights used by `train --compare` for a regularizer not given with --regularizer; chosen on the
 #: digits task (benchmarks/digits_regularizers.py reports what was tried).
 DEFAULT_WEIGHTS = {"error_estimate": 0.1, "stiffness": STIFFNESS_DEFAULT_WEIGHT, "kinetic_energy": 0.01,
-                   "jacobian_frobenius": 0.01}
+                   "jacobian_frobenius": 0.01, "taylor": 0.003}
+#: The same for the time-series task, chosen there (examples/regularizers_table.py says how).
+TIMESERIES_WEIGHTS = {**DEFAULT_WEIGHTS, "error_estimate": 0.01, "stiffness": 0.0285, "taylor": 0.01}
+
+
+def default_weights(task: str) -> dict[str, float]:
+    """The weights ``train --compare`` gives regularizers on ``task`` when none is given."""
+    return TIMESERIES_WEIGHTS if task == "timeseries" else DEFAULT_WEIGHTS
 
 
 def interval(task: str) -> tuple[float, float]:
-    """``(t0, t1)``: the interval the ODE block of ``task`` (``"digits"`` or ``"stiff"``) integrates over.
+    """``(t0, t1)``: the interval the ODE block of ``task`` (``"digits"``, ``"stiff"`` or ``"timeseries"``)
+    integrates over.
 
     It is where an end-time sampler draws. The task modules are imported here, on first use: the
     digits task's own imports are only needed when it runs.
@@ -42,6 +50,10 @@ def interval(task: str) -> tuple[float, float]:
         from .stiff import interval as stiff_interval
 
         return 0.0, stiff_interval(StiffConfig())
+    if task == "timeseries":
+        from .timeseries import GRID_POINTS, GRID_STEP
+
+        return 0.0, GRID_POINTS * GRID_STEP
     from .digits import T0, T1
 
     return T0, T1
@@ -66,5 +78,5 @@ def describe_end_time(task: str, end_time: tuple[str, dict[str, Any]] | None) ->
     return f"{name}({text})" if text else name
 
 
-__all__ = ["DEFAULT_WEIGHTS", "MAX_TRAINING_STEPS", "STIFFNESS_DEFAULT_WEIGHT", "check_training_steps",
-           "describe_end_time", "interval"]
+__all__ = ["DEFAULT_WEIGHTS", "MAX_TRAINING_STEPS", "STIFFNESS_DEFAULT_WEIGHT", "TIMESERIES_WEIGHTS",
+           "check_training_steps", "default_weights", "describe_end_time", "interval"]
