@@ -52,6 +52,33 @@ def test_regularizers_digits_quick_prints_the_table_and_writes_the_figure(tmp_pa
     assert_png(figure)
 
 
+def test_regularizers_table_quick_prints_both_tables_beside_the_paper_and_draws_both_figures(tmp_path):
+    pytest.importorskip("matplotlib")
+    done = run_example("regularizers_table.py", "--quick", "--plot", str(tmp_path / "table.png"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for method in ("vanilla", "STEER", "TayNODE", "SRNODE", "ERNODE", "STEER + SRNODE", "STEER + ERNODE",
+                   "SRNODE + ERNODE"):
+        assert sum(line.split("  ")[0] == method and " here " in line for line in lines) == 2, method  # a row per task
+    assert sum(line.strip().startswith("paper") for line in lines) == 16
+    assert sum("(paper " in line and "training time x" in line for line in lines) == 14
+    for task in ("digits", "timeseries"):
+        assert_png(tmp_path / f"table_{task}.png")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tasks", "mnist"], "--tasks: choose among digits, timeseries"),
+    (["--seeds", "0"], "argument --seeds: must be a whole number >= 1, got '0'"),
+    (["--plot", "x.png", "--no-plot"], "argument --no-plot: not allowed with --plot"),
+])
+def test_regularizers_table_refuses_bad_arguments_in_one_line(argv, message, capsys):
+    module = load_example("regularizers_table.py")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("name", ["regularizers_digits.py", "compose_all.py"])
 @pytest.mark.parametrize("argv, message", [
     (["--seeds", "0"], "argument --seeds: must be a whole number >= 1, got '0'"),
