@@ -12,15 +12,19 @@ STEER + ERNODE; SRNODE + ERNODE. Tasks:
   rtol = atol = 1e-5 on [0, 5], Adam 1e-2, batch 64, 20 epochs.
 
 Coefficients (``WEIGHTS``; constant, no annealing). The paper's were tuned for MNIST and PhysioNet
-at other loss scales, so each was chosen here on seed 0 of its task by one rule: the largest weight
-of a short sweep (factors of about 3 and 10) whose test metric stays within a quarter of vanilla's
-error, where the paper's own choice was not already within it. Digits: ERNODE 0.1 (the sweep of
-``benchmarks/digits_regularizers.py``; the paper anneals 100 -> 10 on its MNIST loss), SRNODE
-0.0285 (the paper's), TayNODE K = 3 at 0.003 (the paper's K and lambda = 3.02e-3), STEER b = 0.5
-(the paper's, T = 1). Time series: ERNODE 1e-4 and SRNODE 0.003 (at 1e-2 and 0.0285 the NFE
-collapses to one or two steps and the loss doubles), TayNODE K = 2 at 0.01 (the paper's K and
-coefficient), STEER b = 0.0625 (half the grid step: the paper draws each end within half its
-interval; here only the last end of a batch is drawn).
+at other loss scales, so each was checked on seed 0 of its task by one rule: keep the paper's
+coefficient when the test metric stays within a quarter of vanilla's error (accuracy: 25% more
+misclassified; loss: 25% more), else take the largest weight of a short sweep that does. Digits:
+TayNODE K = 3 at 0.003 (the paper's K and lambda = 3.02e-3: 96.7% against vanilla's 95.8% on seed
+0), SRNODE 0.0285 (the paper's), ERNODE 0.1 constant (the sweep of
+``benchmarks/digits_regularizers.py``; the paper anneals 100 -> 10 on its MNIST loss), STEER
+b = 0.5 (the paper's, T = 1). Time series (vanilla: test loss 0.0402, NFE 98 on seed 0): TayNODE
+K = 2 at 0.01 (the paper's; 0.0481, NFE 68; 0.03 gives 0.0549), SRNODE 0.002 (the paper's 0.285
+gives 0.102; 0.0285: 0.063, 0.003: 0.052, 0.002: 0.045 at NFE 74), ERNODE 5e-4 (the paper anneals
+1000 -> 100 on its NLL; here 1e-3 and above collapse the solve to 20-26 NFE at a loss of 0.096 and
+more, while 5e-4 and below leave it at 92-98 NFE: there is no weight in between on this task),
+STEER b = 0.0625 (half the grid step: the paper draws each end within half its interval; here only
+the last end of a batch is drawn).
 
 Printed per task: mean +- std over seeds of the metrics, training time, prediction time and
 prediction NFE, the paper's row beside each, and each method against vanilla. Figures, one per
@@ -55,7 +59,7 @@ METHODS = ("vanilla", "STEER", "TayNODE", "SRNODE", "ERNODE", "STEER + SRNODE", 
 #: Per task: the regularizers' weights (and TayNODE's order) and STEER's half-width; see the docstring.
 WEIGHTS = {
     "digits": {"error_estimate": 0.1, "stiffness": 0.0285, "taylor": (0.003, {"order": 3}), "steer_b": 0.5},
-    "timeseries": {"error_estimate": 1e-4, "stiffness": 0.003, "taylor": (0.01, {"order": 2}), "steer_b": 0.0625},
+    "timeseries": {"error_estimate": 5e-4, "stiffness": 0.002, "taylor": (0.01, {"order": 2}), "steer_b": 0.0625},
 }
 #: The paper's Table 1 (MNIST: train %, test %, train hours, prediction s, NFE) and Table 2 (PhysioNet:
 #: train and test loss x 1e-3, train hours, prediction s, NFE), mean +- std.

@@ -118,6 +118,12 @@ class StepAdaption:
     ``test_method`` (default: midpoint for order 1, rk4 for orders 2-3) and ``initial_step``
     (``"hairer"``: the heuristic on the first training batch, the default; or a number).
     ``history`` holds h after every check, ``checks`` the numbers each check decided from.
+
+    The decisions are the authors' code's (``util/step_adaption_algo.py``, ``train.py``), with two
+    deviations that change no decision on the tasks here: h is capped at the span t1 - t0, the
+    initial step included (the code caps only an increase, at 1.0, which is the span of its [0, 1]
+    solves); and Hairer's initial step is computed on the first batch the block sees in training,
+    where the code computes it on a batch it draws before the training loop.
     """
 
     def __init__(self, k: int = 50, threshold: float = 0.1, decrease: float = 0.5, increase: float = 1.1,
