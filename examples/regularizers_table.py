@@ -184,9 +184,13 @@ def plot(task: str, results: dict[str, list[Any]], path: Path, title: str) -> No
                           alpha=0.12, linewidth=0)
         losses = [statistics.fmean(column) for column in zip(*(_per_epoch_loss(r) for r in runs))]
         right.plot(epochs, losses, style, color=colors(i), label=method, linewidth=1.6, marker="o", markersize=2.5)
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set(xlabel="epoch", ylabel="forward NFE per training solve (epoch mean)", title="NFE over training")
     right.set(xlabel="epoch", ylabel="training loss (epoch mean)", yscale="log",
-              title="cross-entropy" if task == "digits" else "masked MSE")
+              title=("cross-entropy" if task == "digits" else "masked MSE") + " (without the penalties)")
     left.legend(fontsize=7, ncol=2)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
