@@ -41,8 +41,9 @@ def forced_rotation_exact(t: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
     return torch.stack([(torch.linalg.matrix_exp(m * ti) @ z0)[:2] for ti in t.to(F64)])
 
 
-class StepLog(nn.Module):
-    """A field with all three step callbacks, logging ``(kind, t0, dt)`` in call order and every evaluation time."""
+class GridLog(nn.Module):
+    """A field with ``callback_step`` only (the one callback a fixed-grid solver makes), logging
+    ``(kind, t0, dt)`` in call order, the callbacks' states and every evaluation time."""
 
     def __init__(self, base=exp_sin) -> None:
         super().__init__()
@@ -62,6 +63,10 @@ class StepLog(nn.Module):
     def callback_step(self, t0, y0, dt):
         self._record("step", t0, y0, dt)
 
+
+class StepLog(GridLog):
+    """GridLog with the adaptive solvers' accept and reject callbacks too."""
+
     def callback_accept_step(self, t0, y0, dt):
         self._record("accept", t0, y0, dt)
 
@@ -70,25 +75,6 @@ class StepLog(nn.Module):
 
     def of(self, kind: str) -> list[tuple[float, float]]:
         return [(t0, dt) for k, t0, dt in self.log if k == kind]
-
-
-class GridLog(nn.Module):
-    """Like StepLog with ``callback_step`` only: the one callback a fixed-grid solver makes."""
-
-    def __init__(self, base=exp_sin) -> None:
-        super().__init__()
-        self.base = base
-        self.log: list[tuple[str, float, float]] = []
-        self.times: list[float] = []
-        self.callback_states: list = []
-
-    def forward(self, t, y):
-        self.times.append(t.item())
-        return self.base(t, y)
-
-    def callback_step(self, t0, y0, dt):
-        self.log.append(("step", float(t0), float(dt)))
-        self.callback_states.append(y0)
 
 
 def callbacks_only(*names: str) -> nn.Module:
