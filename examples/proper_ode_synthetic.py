@@ -295,7 +295,7 @@ def _grid_points(text: str) -> tuple[int, ...]:
     return points
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 (default 3)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated among {', '.join(TASKS)}")
@@ -316,7 +316,7 @@ def main() -> None:
     parser.add_argument("--plot", metavar="PATH", type=figure_file,
                         help="save the Fig. 3 / Fig. 5 panels (needs matplotlib)")
     parser.add_argument("--json", metavar="PATH", type=json_file, help="save every run's result as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown or not tasks:

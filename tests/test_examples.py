@@ -270,6 +270,20 @@ def test_the_output_path_rule_names_what_is_wrong(text, message):
         figure_file(text)
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--grid", "0,32"], "argument --grid: expected comma-separated step counts >= 1"),
+    (["--grid", "x"], "argument --grid: expected comma-separated step counts >= 1"),
+    (["--grid", ""], "argument --grid: expected comma-separated step counts >= 1"),
+    (["--budget", "huge"], "argument --budget: invalid choice: 'huge'"),
+])
+def test_the_synthetic_example_refuses_a_bad_grid_or_budget_in_one_line(argv, message, capsys):
+    module = load_example("proper_ode_synthetic.py")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_the_synthetic_example_checks_its_json_path_before_any_run():
     done = run_example("proper_ode_synthetic.py", "--json", "results.txt", timeout=60)
     assert done.returncode == 2 and "argument --json: 'results.txt' must end in .json" in done.stderr

@@ -87,3 +87,27 @@ def test_the_command_line_trains_the_task_and_compares_variants(capsys):
     assert "test loss e-3" in out and "taylor" in out and out.startswith("timeseries (latent ODE")
     assert main(["train", "--task", "timeseries", "--iterations", "3"]) == 2
     assert "only applies with --task stiff" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--method", "euler", "--step-size", "0.25", "--schedule", "step_adaption"],
+     "argument --schedule: schedule 'step_adaption' adapts from classification accuracy"),
+    (["--end-time", "steer:b=0.5"], "argument --end-time: end time 'steer': b = 0.5, but it must satisfy"),
+    (["--regularizer", "taylor:order=7"], "argument --regularizer: 'taylor:order=7': taylor: order must be"),
+    (["--lr", "nan"], "argument --lr: must be a finite number > 0"),
+    (["--epochs", "0"], "argument --epochs: must be a whole number >= 1"),
+])
+def test_the_command_line_refuses_bad_timeseries_arguments_in_one_line(argv, message, capsys):
+    from nde_plugins.cli import main
+
+    assert main(["train", "--task", "timeseries", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_taylor_order_from_the_command_line_is_an_integer(capsys):
+    from nde_plugins.cli import main
+
+    assert main(["train", "--task", "timeseries", "--epochs", "1", "--regularizer", "taylor:weight=0.01,order=3",
+                 "--json"]) == 0
+    assert "order" in json.loads(capsys.readouterr().out)["config"]["regularizers"]["taylor"]

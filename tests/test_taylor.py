@@ -152,7 +152,11 @@ def test_composes_with_a_drawn_end_time_per_sample_and_a_schedule():
     assert torch.isfinite(block.field.A.grad).all() and block.field.A.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("order", [1, 5, 2.0, True, "2"])
+def test_a_whole_float_order_is_that_integer():  # the command line reads order=3 as 3.0
+    assert TaylorDerivative(3.0).order == 3 and isinstance(TaylorDerivative(3.0).order, int)
+
+
+@pytest.mark.parametrize("order", [1, 5, 2.5, float("nan"), -2, True, "2", None])
 def test_an_order_outside_2_to_4_is_refused_naming_the_rule(order):
     with pytest.raises(ValueError, match=r"taylor: order must be an integer K in 2\.\.4"):
         TaylorDerivative(order)

@@ -174,10 +174,12 @@ class TaylorDerivative:
     requires = frozenset({"stages", "field", "graph"})
 
     def __init__(self, order: int = 2) -> None:
-        if isinstance(order, bool) or not isinstance(order, int) or not 2 <= order <= MAX_ORDER:
+        # A whole float (the command line reads order=3 as 3.0) is that integer; 2.5, True or "3" are not.
+        whole = isinstance(order, (int, float)) and not isinstance(order, bool) and float(order).is_integer()
+        if not whole or not 2 <= order <= MAX_ORDER:
             raise ValueError(f"taylor: order must be an integer K in 2..{MAX_ORDER} (the K-th derivative; "
                              f"K = 1 is kinetic_energy), got {order!r}")
-        self.order = order
+        self.order = int(order)
 
     def __call__(self, stats: StepStats) -> torch.Tensor:
         stages, weights, fields = quadrature_fields(stats)

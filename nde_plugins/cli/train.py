@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from ..experiments.synthetic import TASKS as SYNTHETIC_TASKS
@@ -85,8 +86,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         schedule = read_schedule(args.schedule) if args.schedule is not None else (None, {})
         base = timeseries.SeriesConfig(epochs=args.epochs, step_size=args.step_size, schedule=schedule[0],
                                        schedule_options=schedule[1], **common)
-        with argument("--schedule"):
-            timeseries.build_block(base)  # a schedule that needs labels is refused before training
+        # The block's grid (40 intervals of 1/8) is the task's own: checked here, before training, with the
+        # argument to change named (a schedule that needs labels; a drawn end beyond the last interval).
+        if args.end_time is not None:
+            with argument("--end-time"):
+                timeseries.build_block(replace(base, schedule=None, schedule_options={}))
+        if args.schedule is not None:
+            with argument("--schedule"):
+                timeseries.build_block(replace(base, end_time=None, end_time_options={}))
         run, columns, printer = timeseries.train_timeseries, SERIES_COLUMNS, print_timeseries
         header = f"{series_header(args)}, {args.seeds} seeds (mean +- std), {args.threads} thread(s)"
     else:
